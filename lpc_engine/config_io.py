@@ -1,0 +1,96 @@
+"""Build a RunConfig from its layers, and read/write it as TOML or JSON.
+
+Layers, last wins: defaults < dataset profile < config file < flags.
+Only data formats are read (TOML, JSON): a config never executes anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .backbones import BACKBONES
+from .config import SECTIONS, RunConfig, flatten, from_flat, to_dict, validate
+from .data import DATASETS
+from .errors import ConfigError
+from .presets import DATASET_PROFILES, get_preset, preset_width
+
+
+def build_config(file_values: dict[str, Any] | None = None,
+                 flags: dict[str, Any] | None = None) -> RunConfig:
+    """The resolved, validated config of a run.
+
+    file_values: nested dict as read from a TOML/JSON file (or None).
+    flags: {leaf field name: value}, e.g. {"gamma_init": 0.01}; None values
+    are ignored so a CLI can pass every option through.
+    """
+    from_file = flatten(file_values or {}, where="config file")
+    from_flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    dataset = from_flags.get("dataset", from_file.get("dataset", RunConfig().data.dataset))
+    if dataset not in DATASETS:
+        raise ConfigError(f"dataset: unknown {dataset!r}; allowed: {', '.join(DATASETS)}")
+    flat = {**DATASET_PROFILES.get(dataset, {}), **from_file, **from_flags}
+    return resolve(from_flat(flat))
+
+
+def resolve(cfg: RunConfig) -> RunConfig:
+    """Validate, normalise names and fill the automatic fields (latent_dim)."""
+    validate(cfg)
+    preset = get_preset(cfg.model.preset)
+    if cfg.model.backbone not in BACKBONES:
+        raise ConfigError(f"backbone: unknown {cfg.model.backbone!r}; allowed: {', '.join(BACKBONES)}")
+    if cfg.data.dataset not in DATASETS:
+        raise ConfigError(f"dataset: unknown {cfg.data.dataset!r}; allowed: {', '.join(DATASETS)}")
+    latent_dim = cfg.model.latent_dim or preset_width(preset, cfg.data.dataset)
+    if not preset.width:
+        latent_dim = 0  # no added layer: the latent is the backbone's output
+    model = dataclasses.replace(cfg.model, preset=preset.name.lower(), latent_dim=latent_dim)
+    return dataclasses.replace(cfg, model=model)
+
+
+def config_from_dict(nested: dict[str, Any]) -> RunConfig:
+    """A saved run's config (config.json) back into a RunConfig."""
+    return resolve(from_flat(flatten(nested, where="config.json")))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Nested values of a .toml or .json config file, or a ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config: file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".json":
+            values = json.loads(text)
+        else:
+            values = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config: cannot parse {path}: {exc}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config: {path} must hold a table of fields")
+    return values
+
+
+def dumps_toml(cfg: RunConfig) -> str:
+    """The config as TOML: top-level fields first, then one table a section."""
+    data = to_dict(cfg)
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if k not in SECTIONS]
+    for section in SECTIONS:
+        lines += ["", f"[{section}]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in data[section].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a valid TOML basic string
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} as TOML")

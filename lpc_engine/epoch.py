@@ -1,0 +1,117 @@
+"""One training epoch and one evaluation pass, with no host sync per step.
+
+The step loop accumulates its scalars in one device tensor and the caller
+reads it once an epoch (nanoGPT/airbench style): a `.item()` per step would
+stall a GPU on every batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .augment import augment_batch
+from .data import TensorData
+from .objective import EpochObjective, compute_loss
+
+# Columns of the running sums (each weighted by the batch size but `n`).
+LOSS, CE, PENALTY, CORRECT, NORM, NORM_SQ, N = range(7)
+N_SUMS = 7
+
+
+@dataclass
+class EpochProgress:
+    """Where an epoch stands: enough to stop mid-epoch and resume exactly."""
+
+    perm: Tensor  # the epoch's sample order
+    step: int  # batches done
+    sums: Tensor  # (N_SUMS,) running sums on the device
+    seconds: float  # wall time spent on the epoch so far
+
+
+def start_epoch(data: TensorData, generator: torch.Generator) -> EpochProgress:
+    n = data.x_train.shape[0]
+    perm = torch.randperm(n, generator=generator, device=data.x_train.device)
+    sums = torch.zeros(N_SUMS, dtype=torch.float64, device=data.x_train.device)
+    return EpochProgress(perm=perm, step=0, sums=sums, seconds=0.0)
+
+
+def num_steps(n: int, batch_size: int) -> int:
+    """Batches per epoch. A last batch of one sample is dropped: batch norm
+    cannot normalise a single sample in training mode."""
+    steps = -(-n // batch_size)
+    return steps - 1 if n % batch_size == 1 and steps > 1 else steps
+
+
+def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, data: TensorData,
+                progress: EpochProgress, obj: EpochObjective, batch_size: int, augment: bool,
+                generator: torch.Generator, stop: threading.Event | None = None,
+                pause: threading.Event | None = None) -> bool:
+    """Run the remaining steps of the epoch; False if stopped before the end."""
+    model.train()
+    padding = data.crop_padding if augment else 0
+    flip = data.flip and augment
+    total = num_steps(progress.perm.numel(), batch_size)
+    while progress.step < total:
+        while pause is not None and pause.is_set() and not _is_set(stop):
+            time.sleep(0.05)
+        if _is_set(stop):
+            return False
+        idx = progress.perm[progress.step * batch_size:(progress.step + 1) * batch_size]
+        x = augment_batch(data.x_train[idx], padding, flip, generator)
+        y = data.y_train[idx]
+        out = model(x)
+        loss, ce, penalty = compute_loss(out, y, obj)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        _accumulate(progress.sums, out.logits, out.latent, y, loss, ce, penalty)
+        progress.step += 1
+    return True
+
+
+def _is_set(event: threading.Event | None) -> bool:
+    return event is not None and event.is_set()
+
+
+@torch.no_grad()
+def _accumulate(sums: Tensor, logits: Tensor, latent: Tensor, y: Tensor,
+                loss: Tensor, ce: Tensor, penalty: Tensor) -> None:
+    b = y.shape[0]
+    norms = latent.detach().float().norm(dim=1)
+    row = torch.stack([
+        loss.detach() * b, ce.detach() * b, penalty.detach() * b,
+        (logits.argmax(dim=1) == y).sum(), norms.sum(), (norms * norms).sum(),
+        torch.tensor(b, device=y.device),
+    ]).to(sums.dtype)
+    sums += row
+
+
+def epoch_scalars(sums: Tensor) -> dict[str, float]:
+    """Means over the epoch's samples, read from the device once."""
+    s = sums.tolist()
+    n = max(s[N], 1.0)
+    norm_mean = s[NORM] / n
+    norm_var = max(s[NORM_SQ] / n - norm_mean ** 2, 0.0)
+    return {
+        "loss": s[LOSS] / n, "ce": s[CE] / n, "penalty": s[PENALTY] / n,
+        "train_acc": s[CORRECT] / n, "latent_norm_mean": norm_mean,
+        "latent_norm_cov": norm_var ** 0.5 / norm_mean if norm_mean > 0 else float("nan"),
+    }
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> float:
+    """Fraction of (x, y) classified correctly; restores the model's mode."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=y.device)
+    for i in range(0, x.shape[0], batch_size):
+        logits = model(x[i:i + batch_size]).logits
+        correct += (logits.argmax(dim=1) == y[i:i + batch_size]).sum()
+    model.train(was_training)
+    return correct.item() / max(x.shape[0], 1)

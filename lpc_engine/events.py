@@ -1,0 +1,107 @@
+"""What training tells the world: frozen event dataclasses.
+
+`train()` yields these; the run store writes each as one JSON line with an
+"event" key (DESIGN.md, run directory contract); the CLI and the TUI render
+them. Events that carry arrays (LatentSample) are not written to disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = "event"
+    persist: ClassVar[bool] = True  # written to events.jsonl
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    kind: ClassVar[str] = "started"
+    run_dir: str  # "" when the run is not stored
+    device: str
+    start_epoch: int  # first epoch this session trains (1, or after resume)
+    epochs: int
+    num_params: int
+    num_train: int
+    num_test: int
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EpochEnd(Event):
+    kind: ClassVar[str] = "epoch"
+    epoch: int
+    loss: float  # mean over the epoch's batches: ce + penalty (+ supcon)
+    ce: float  # classification term (CE, or the margin loss of ArcFace/CosFace)
+    penalty: float  # gamma * latent penalty (eq. 1), 0 for presets without it
+    gamma: float
+    lr: float  # backbone LR this epoch (the classifier keeps the base LR)
+    train_acc: float  # on this epoch's (augmented) training batches
+    test_acc: float  # clean test set; NaN on epochs without evaluation
+    latent_norm_mean: float  # mean ||z|| over the epoch's training batches
+    latent_norm_cov: float  # std / mean of ||z||
+    seconds: float  # wall time of the epoch, evaluation included
+    samples_per_s: float
+
+
+@dataclass(frozen=True)
+class LatentSample(Event):
+    kind: ClassVar[str] = "latents"
+    persist: ClassVar[bool] = False
+    epoch: int
+    z: Any  # numpy (n, d) clean training latents
+    y: Any  # numpy (n,) labels
+
+
+@dataclass(frozen=True)
+class MetricsComputed(Event):
+    kind: ClassVar[str] = "metrics"
+    epoch: int
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class RobustnessComputed(Event):
+    kind: ClassVar[str] = "robustness"
+    epoch: int
+    table: dict[str, float]
+
+
+@dataclass(frozen=True)
+class CheckpointSaved(Event):
+    kind: ClassVar[str] = "checkpoint"
+    epoch: int
+    path: str
+
+
+@dataclass(frozen=True)
+class Alert(Event):
+    kind: ClassVar[str] = "alert"
+    epoch: int
+    code: str  # "non_finite_loss" | "merge_at_origin" | ...
+    message: str
+    level: str = "warning"  # "warning" | "error"
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    kind: ClassVar[str] = "finished"
+    epoch: int  # last completed epoch
+    status: str  # "finished" | "stopped"
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunFailed(Event):
+    kind: ClassVar[str] = "failed"
+    epoch: int  # last completed epoch
+    status: str  # "diverged" | "error"
+    error: str
+    summary: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,46 @@
+"""`load_run(run_dir)`: a saved run back in Python (DESIGN.md, contracts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from .config import RunConfig
+from .config_io import config_from_dict
+from .data import TensorData, load_data
+from .errors import UsageError
+from .models import LpcModel, build_model
+from .presets import get_preset
+from .store import RunStore, load_checkpoint
+
+
+class LoadedRun(NamedTuple):
+    config: RunConfig
+    model: LpcModel  # eval mode; model(x) -> ModelOutput(logits, latent, features)
+    x_test: Tensor  # normalised, as the model sees them
+    y_test: Tensor
+    data: TensorData  # both splits, for metrics on training latents
+    epoch: int  # the checkpoint's last completed epoch
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
+             checkpoint: str | Path | None = None) -> LoadedRun:
+    """The run's config, its model from the newest (or the given) checkpoint,
+    and its normalised test tensors, all on `device`."""
+    store = RunStore(run_dir)
+    if not store.exists():
+        raise UsageError(f"run: {run_dir} is not a run directory (no config.json)")
+    path = Path(checkpoint) if checkpoint else store.latest_checkpoint()
+    if path is None:
+        raise UsageError(f"run: {run_dir} has no checkpoint")
+    cfg = config_from_dict(store.read_config())
+    data = load_data(cfg.data.dataset, cfg.data.data_dir or None, False, device)
+    model = build_model(cfg.model.backbone, get_preset(cfg.model.preset).head, data.input_shape,
+                        data.num_classes, cfg.model.latent_dim, cfg.model.classifier_bias)
+    state = load_checkpoint(path, device)
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    return LoadedRun(cfg, model, data.x_test, data.y_test, data, state["epoch"])
