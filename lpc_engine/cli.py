@@ -1,0 +1,146 @@
+"""`lpc`: the headless command line (Typer).
+
+Exit codes (DESIGN.md): 0 success, 1 the run failed or was stopped before
+its last epoch, 2 bad usage or bad input (one line on stderr, nothing
+written). `--json` prints one JSON object on stdout and nothing else there;
+progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from .cli_render import ProgressView, final_event_status, runs_table, summary_table
+from .config_io import build_config, dumps_toml, read_config_file
+from .errors import UsageError
+from .store import json_safe, list_runs, run_path
+from .train import Control, train
+
+app = typer.Typer(add_completion=False, no_args_is_help=False,
+                  help="LPC Studio: train and measure latent point collapse.")
+
+DEFAULT_RUNS_DIR = os.environ.get("LPC_RUNS_DIR", "runs")
+RunsDir = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help="Folder holding the runs (env LPC_RUNS_DIR).")
+
+
+@app.command()
+def run(
+    preset: Optional[str] = typer.Option(None, help="Architecture of Table III (lpc, lpc-wide, ..., nopen)."),
+    dataset: Optional[str] = typer.Option(None, help="digits, synthetic, cifar10, cifar100, mnist, fashion-mnist, npz."),
+    backbone: Optional[str] = typer.Option(None, help="mlp, cnn, resnet18, resnet34, resnet50."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs."),
+    seed: Optional[int] = typer.Option(None, help="Seed of weights, shuffling and augmentation."),
+    lr: Optional[float] = typer.Option(None, help="AdamW learning rate."),
+    batch_size: Optional[int] = typer.Option(None, help="Samples per step."),
+    latent_dim: Optional[int] = typer.Option(None, help="Penultimate width (0 = the preset's)."),
+    gamma_init: Optional[float] = typer.Option(None, help="Gamma at epoch 1."),
+    gamma_factor: Optional[float] = typer.Option(None, help="Gamma growth factor per epoch."),
+    gamma_max: Optional[float] = typer.Option(None, help="Gamma cap."),
+    metrics_every: Optional[int] = typer.Option(None, help="Epochs between collapse metrics."),
+    data_dir: Optional[str] = typer.Option(None, help="Dataset folder (torchvision) or .npz file."),
+    download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Download the dataset."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
+    runs_dir: str = RunsDir,
+    name: Optional[str] = typer.Option(None, help="Run name (default: preset-dataset-seed-time)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run NAME from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run NAME."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML (or JSON) file of config fields."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config as TOML and exit."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Train one run headless; with no options, LPC on digits in well under a minute."""
+    flags = dict(preset=preset, dataset=dataset, backbone=backbone, epochs=epochs, seed=seed, lr=lr,
+                 batch_size=batch_size, latent_dim=latent_dim, gamma_init=gamma_init,
+                 gamma_factor=gamma_factor, gamma_max=gamma_max, metrics_every=metrics_every,
+                 data_dir=data_dir, download=download, device=device)
+    cfg = build_config(read_config_file(config) if config else None, flags)
+    if dry_run:
+        sys.stdout.write(dumps_toml(cfg))
+        return
+    if resume and not name:
+        raise UsageError("resume: give --name of the run to resume")
+    name = name or f"{cfg.model.preset}-{cfg.data.dataset}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = run_path(runs_dir, name)
+    control = Control()
+    stderr = Console(stderr=True)
+    last = None
+    with _stop_on_signals(control, stderr), ProgressView(stderr) as view:
+        for event in train(cfg, control, run_dir=run_dir, resume=resume, overwrite=overwrite):
+            view.show(event)
+            last = event
+    status = final_event_status(last)
+    summary = getattr(last, "summary", {})
+    if as_json:
+        sys.stdout.write(json.dumps(json_safe({**summary, "run_dir": str(run_dir)})) + "\n")
+    else:
+        Console().print(summary_table(summary, str(run_dir)))
+    if status != "finished":
+        raise typer.Exit(1)
+
+
+@app.command("runs")
+def runs_cmd(runs_dir: str = RunsDir,
+             as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON.")) -> None:
+    """List the runs in a runs directory, newest first."""
+    runs = list_runs(runs_dir)
+    if as_json:
+        sys.stdout.write(json.dumps(json_safe({"runs_dir": runs_dir, "runs": runs})) + "\n")
+    elif not runs:
+        Console(stderr=True).print(f"no runs in {runs_dir}")
+    else:
+        Console().print(runs_table(runs))
+
+
+class _stop_on_signals:
+    """Ctrl-C or SIGTERM asks the run to stop (it checkpoints first); a
+    second Ctrl-C interrupts at once."""
+
+    def __init__(self, control: Control, console: Console):
+        self.control, self.console, self.saved = control, console, {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.control.stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.console.print("stopping after this step; saving a checkpoint (Ctrl-C again to abort)")
+        self.control.stop.set()
+
+    def __enter__(self) -> _stop_on_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: every usage error becomes one line on stderr and exit 2."""
+    try:
+        code = app(args=argv, prog_name="lpc", standalone_mode=False)
+    except UsageError as exc:
+        return _fail(str(exc), 2)
+    except typer.TyperException as exc:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        return _fail(message, getattr(exc, "exit_code", 2))
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    return code if isinstance(code, int) else 0
+
+
+def _fail(message: str, code: int) -> int:
+    sys.stderr.write("lpc: error: " + " ".join(message.split()) + "\n")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""What `lpc` shows on a terminal: a progress bar fed by events, and tables."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .events import Alert, EpochEnd, Event, RunFailed, RunFinished, RunStarted
+
+
+def _fmt(value: Any, spec: str = ".4g") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return format(value, spec) if isinstance(value, (int, float)) else str(value)
+
+
+class ProgressView:
+    """A rich progress bar on stderr, advanced by each EpochEnd."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress = Progress(
+            TextColumn("epoch"), MofNCompleteColumn(), BarColumn(),
+            TextColumn("{task.fields[stats]}"), TimeRemainingColumn(),
+            console=console, transient=False,
+        )
+        self.task = None
+
+    def __enter__(self) -> ProgressView:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def show(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            done = event.start_epoch - 1
+            self.task = self.progress.add_task("train", total=event.epochs, completed=done, stats="")
+            where = f" -> {event.run_dir}" if event.run_dir else ""
+            self.console.print(f"training on {event.device}, {event.num_params:,} parameters, "
+                               f"{event.num_train} train / {event.num_test} test samples{where}")
+        elif isinstance(event, EpochEnd) and self.task is not None:
+            stats = (f"loss {event.loss:.3f}  acc {event.train_acc:.3f}/{_fmt(event.test_acc, '.3f')}"
+                     f"  gamma {event.gamma:.3g}  |z| {event.latent_norm_mean:.3g}")
+            self.progress.update(self.task, completed=event.epoch, stats=stats)
+        elif isinstance(event, Alert):
+            self.console.print(f"[yellow]alert[/] epoch {event.epoch}: {event.message}")
+
+
+_SUMMARY_ROWS = (
+    ("status", "status", "s"), ("epochs", "epochs_done", "d"), ("test accuracy", "test_acc", ".4f"),
+    ("best test accuracy", "best_test_acc", ".4f"), ("train accuracy", "train_acc", ".4f"),
+    ("loss", "loss", ".4g"), ("cross-entropy", "ce", ".4g"), ("penalty", "penalty", ".4g"),
+    ("gamma", "gamma", ".4g"), ("latent norm mean", "latent_norm_mean", ".4g"),
+    ("latent norm CoV", "latent_norm_cov", ".4g"), ("seconds", "seconds", ".1f"),
+)
+
+
+def summary_table(summary: dict[str, Any], run_dir: str) -> Table:
+    title = f"{summary['preset']} on {summary['dataset']} ({summary['backbone']}, seed {summary['seed']})"
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for label, key, spec in _SUMMARY_ROWS:
+        table.add_row(label, _fmt(summary.get(key), spec))
+    if run_dir:
+        table.add_row("run", run_dir)
+    return table
+
+
+def runs_table(runs: list[dict[str, Any]]) -> Table:
+    table = Table(title=None)
+    for col, justify in (("name", "left"), ("preset", "left"), ("dataset", "left"),
+                         ("epochs", "right"), ("status", "left"), ("test acc", "right")):
+        table.add_column(col, justify=justify)
+    for r in runs:
+        table.add_row(r["name"], r["preset"], r["dataset"], f"{r['epochs_done']}/{r['epochs']}",
+                      r["status"], _fmt(r["test_acc"], ".4f"))
+    return table
+
+
+def final_event_status(event: Event | None) -> str:
+    if isinstance(event, (RunFinished, RunFailed)):
+        return event.status
+    return "error"
