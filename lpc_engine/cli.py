@@ -23,7 +23,8 @@ from .cli_render import ProgressView, final_event_status, runs_table, summary_ta
 from .config_io import build_config, dumps_toml, read_config_file
 from .errors import UsageError
 from .store import json_safe, list_runs, run_path
-from .train import Control, train
+from .config import RunConfig
+from .train import RESUMABLE_CHANGES, Control, resume_config, train
 
 app = typer.Typer(add_completion=False, no_args_is_help=False,
                   help="LPC Studio: train and measure latent point collapse.")
@@ -62,20 +63,26 @@ def run(
                  batch_size=batch_size, latent_dim=latent_dim, gamma_init=gamma_init,
                  gamma_factor=gamma_factor, gamma_max=gamma_max, metrics_every=metrics_every,
                  data_dir=data_dir, download=download, device=device)
-    cfg = build_config(read_config_file(config) if config else None, flags)
+    if resume:
+        run_dir, cfg = _resume_target(runs_dir, name, flags, config)
+    else:
+        cfg = build_config(read_config_file(config) if config else None, flags)
+        name = name or f"{cfg.model.preset}-{cfg.data.dataset}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = run_path(runs_dir, name)
     if dry_run:
         sys.stdout.write(dumps_toml(cfg))
         return
-    if resume and not name:
-        raise UsageError("resume: give --name of the run to resume")
-    name = name or f"{cfg.model.preset}-{cfg.data.dataset}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = run_path(runs_dir, name)
     control = Control()
     stderr = Console(stderr=True)
     last = None
     with _stop_on_signals(control, stderr), ProgressView(stderr) as view:
         for event in train(cfg, control, run_dir=run_dir, resume=resume, overwrite=overwrite):
             view.show(event)
+            if control.pause.is_set():  # the `pause` merge policy, headless: stop
+                stderr.print("merge policy 'pause' with no one to resume: stopping with a "
+                             "checkpoint; continue with --resume")
+                control.stop.set()
+                control.pause.clear()
             last = event
     status = final_event_status(last)
     summary = getattr(last, "summary", {})
@@ -85,6 +92,19 @@ def run(
         Console().print(summary_table(summary, str(run_dir)))
     if status != "finished":
         raise typer.Exit(1)
+
+
+def _resume_target(runs_dir: str, name: str | None, flags: dict,
+                   config: Path | None) -> tuple[Path, RunConfig]:
+    """The run to resume and its saved config; only --epochs and --device may change."""
+    if not name:
+        raise UsageError("resume: give --name of the run to resume")
+    others = sorted(k for k, v in flags.items() if v is not None and k not in RESUMABLE_CHANGES)
+    if others or config is not None:
+        what = ", ".join("--" + k.replace("_", "-") for k in others) or "--config"
+        raise UsageError(f"resume: {what} cannot change a saved run (only --epochs and --device)")
+    run_dir = run_path(runs_dir, name)
+    return run_dir, resume_config(run_dir, flags.get("epochs"), flags.get("device"))
 
 
 @app.command("runs")

@@ -93,6 +93,10 @@ class RunStore:
         except OSError as exc:
             raise UsageError(f"runs dir: cannot write {self.dir}: {exc.strerror}") from None
 
+    def update_config(self, config: dict[str, Any]) -> None:
+        """Rewrite config.json (a resumed run given more epochs)."""
+        atomic_write(self.dir / "config.json", json.dumps(json_safe(config), indent=2).encode())
+
     def read_config(self) -> dict[str, Any]:
         return json.loads((self.dir / "config.json").read_text())
 

@@ -1,0 +1,134 @@
+"""Everything one training run holds while it trains, built once by `open_session`.
+
+`train()` (train.py) drives a Session epoch by epoch; the Session owns the
+live objects, the run store, and what a checkpoint must capture.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import checkpoint
+from .alerts import MergeWatch
+from .config import RunConfig, to_dict
+from .config_io import dumps_toml
+from .data import TensorData, load_data
+from .epoch import EpochProgress, accuracy, epoch_scalars, start_epoch, train_steps
+from .errors import UsageError
+from .events import CheckpointSaved, EpochEnd, Event
+from .models import LpcModel, build_model
+from .objective import objective_for_epoch
+from .presets import Preset, get_preset
+from .schedules import gamma_at, lr_at
+from .store import RunStore
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device: {name} requested but no CUDA GPU is visible")
+    return device
+
+
+@dataclass
+class Session:
+    cfg: RunConfig
+    preset: Preset
+    device: torch.device
+    data: TensorData
+    model: LpcModel
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # draws batch orders and augmentations
+    store: RunStore | None
+    watch: MergeWatch
+    start: int = 1  # first epoch to train
+    gamma_hold: float | None = None  # cap set by the `hold` merge policy
+    progress: EpochProgress | None = None  # an epoch in progress (after a mid-epoch resume)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # epoch rows so far
+
+    def emit(self, event: Event) -> Event:
+        """Record `event` in the run store (if any) and hand it back."""
+        if self.store is not None and event.persist:
+            self.store.append(event.to_json())
+        return event
+
+    def gamma(self, epoch: int) -> float:
+        gamma = gamma_at(epoch, self.cfg.gamma, self.cfg.epochs)
+        return gamma if self.gamma_hold is None else min(gamma, self.gamma_hold)
+
+    def train_epoch(self, epoch: int, stop=None, pause=None) -> EpochEnd | None:
+        """Train and evaluate `epoch`; None if stopped before its end."""
+        cfg, gamma = self.cfg, self.gamma(epoch)
+        lr = lr_at(epoch, cfg.optim, cfg.epochs)
+        self.optimizer.param_groups[0]["lr"] = lr  # group 1, the classifier, keeps cfg.optim.lr
+        obj = objective_for_epoch(cfg, self.preset, epoch, gamma)
+        self.progress = self.progress or start_epoch(self.data, self.generator)
+        began = time.perf_counter()
+        done = train_steps(self.model, self.optimizer, self.data, self.progress, obj,
+                           cfg.data.batch_size, cfg.data.augment, self.generator, stop, pause)
+        self.progress.seconds += time.perf_counter() - began
+        if not done:
+            return None
+        train_seconds, eval_began = self.progress.seconds, time.perf_counter()
+        test_acc = float("nan")
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            test_acc = accuracy(self.model, self.data.x_test, self.data.y_test)
+        row = EpochEnd(epoch=epoch, gamma=gamma, lr=lr, test_acc=test_acc,
+                       seconds=train_seconds + time.perf_counter() - eval_began,
+                       samples_per_s=self.progress.perm.numel() / max(train_seconds, 1e-9),
+                       **epoch_scalars(self.progress.sums))
+        self.progress = None
+        self.rows.append(self.emit(row).to_json())
+        return row
+
+    def save(self, epoch: int) -> Event | None:
+        """Checkpoint after `epoch` (plus the epoch in progress, if any)."""
+        if self.store is None:
+            return None
+        snap = checkpoint.capture(self.model, self.optimizer, self.generator, epoch,
+                                  self.gamma(max(epoch, 1)), self.gamma_hold, self.watch.state(),
+                                  self.progress, to_dict(self.cfg))
+        step = self.progress.step if self.progress else 0
+        path = self.store.save_checkpoint(snap, epoch, step)
+        return self.emit(CheckpointSaved(epoch=epoch, path=str(path)))
+
+
+def open_session(cfg: RunConfig, run_dir: str | Path | None, state: dict | None,
+                 overwrite: bool) -> Session:
+    """Load data, build model and optimizer, then restore `state` or create the
+    run directory. Bad input raises UsageError before anything is written."""
+    torch.set_flush_denormal(True)  # tiny z at high gamma: denormals cost 25-30x on CPUs
+    device = pick_device(cfg.device)
+    preset = get_preset(cfg.model.preset)
+    data = load_data(cfg.data.dataset, cfg.data.data_dir or None, cfg.data.download, device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model.backbone, preset.head, data.input_shape, data.num_classes,
+                        cfg.model.latent_dim, cfg.model.classifier_bias).to(device)
+    store = RunStore(run_dir) if run_dir is not None else None
+    session = Session(cfg, preset, device, data, model, _optimizer(model, cfg),
+                      torch.Generator(device=device).manual_seed(cfg.seed), store,
+                      MergeWatch(data.num_classes))
+    if state is not None:
+        session.progress = checkpoint.restore(state, model, session.optimizer, session.generator)
+        session.start, session.gamma_hold = state["epoch"] + 1, state["gamma_hold"]
+        session.watch = MergeWatch(**state["watch"])
+        store.truncate_events(state["epoch"])
+        session.rows = [r for r in store.read_events() if r.get("event") == "epoch"]
+    elif store is not None:
+        store.create(to_dict(cfg), dumps_toml(cfg), overwrite=overwrite)
+    return session
+
+
+def _optimizer(model: LpcModel, cfg: RunConfig) -> torch.optim.Optimizer:
+    """AdamW (app. C); the last classifier in group 1, outside the LR schedule."""
+    head = {id(p) for p in model.classifier.parameters()}
+    body = [p for p in model.parameters() if id(p) not in head]
+    groups = [{"params": body}, {"params": list(model.classifier.parameters())}]
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
