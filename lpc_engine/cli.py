@@ -8,6 +8,7 @@ progress goes to stderr.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -75,8 +76,10 @@ def run(
     control = Control()
     stderr = Console(stderr=True)
     last = None
+    events = train(cfg, control, run_dir=run_dir, resume=resume, overwrite=overwrite)
+    first = next(events)  # set-up errors (data, existing run) surface here, before any output
     with _stop_on_signals(control, stderr), ProgressView(stderr) as view:
-        for event in train(cfg, control, run_dir=run_dir, resume=resume, overwrite=overwrite):
+        for event in itertools.chain([first], events):
             view.show(event)
             if control.pause.is_set():  # the `pause` merge policy, headless: stop
                 stderr.print("merge policy 'pause' with no one to resume: stopping with a "

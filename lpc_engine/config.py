@@ -180,10 +180,13 @@ def _coerce(name: str, f: dataclasses.Field, value: Any) -> Any:
     if not ok:
         want = "a pair [start, end] of numbers" if kind == "tuple" else kind
         raise ConfigError(f"{name}: expected {want}, got {value!r}")
-    if kind == "float":
-        return float(value)
-    if kind == "tuple":
-        return (float(value[0]), float(value[1]))
+    try:
+        if kind == "float":
+            return float(value)
+        if kind == "tuple":
+            return (float(value[0]), float(value[1]))
+    except OverflowError:
+        raise ConfigError(f"{name}: {value!r} is too large") from None
     return value
 
 
@@ -219,4 +222,4 @@ def _valid_device(device: str) -> bool:
     if device in ("auto", "cpu", "cuda", "mps"):
         return True
     head, _, index = device.partition(":")
-    return head == "cuda" and index.isdigit()
+    return head == "cuda" and index.isascii() and index.isdigit()

@@ -40,11 +40,12 @@ def gamma_at(epoch: int, g: GammaConfig, epochs: int) -> float:
 
 
 def _capped_exp(start: float, factor: float, steps: int, cap: float) -> float:
-    # Compare in log space: factor^steps overflows for long runs.
     if start <= 0.0 or start >= cap:
         return min(start, cap)
-    log_value = math.log(start) + steps * math.log(factor)
-    return cap if log_value >= math.log(cap) else math.exp(log_value)
+    try:
+        return min(start * factor ** steps, cap)
+    except OverflowError:  # factor^steps beyond float range: long past the cap
+        return cap
 
 
 def _steps_to_reach(start: float, factor: float, target: float) -> int | None:

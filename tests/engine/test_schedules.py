@@ -61,11 +61,6 @@ def test_paper_schedule_closed_form(epoch: int) -> None:
     assert gamma_at(epoch, g, PAPER_EPOCHS) == pytest.approx(1e-2 * 1.05 ** (epoch - 1), rel=1e-9)
 
 
-@pytest.mark.xfail(
-    reason="gamma_at goes through exp(log(x)) even for zero growth steps, so "
-           "gamma_at(1) is 0.010000000000000004, not gamma_init = 0.01 "
-           "(schedules._capped_exp); events.jsonl records the inexact value",
-    strict=True)
 def test_gamma_at_epoch_one_is_exactly_gamma_init() -> None:
     assert gamma_at(1, paper_gamma(), PAPER_EPOCHS) == 1e-2
 
@@ -138,11 +133,6 @@ def test_dual_switches_to_late_regime() -> None:
         assert gamma_at(epoch - 1, g, PAPER_EPOCHS) == pytest.approx(1e3 * 1.25 ** (k - 1), rel=1e-9)
 
 
-@pytest.mark.xfail(
-    reason="same exp(log(x)) round trip: the first late-regime epoch gives "
-           "999.9999999999998, not gamma_switch = 1e3 (schedules._capped_exp "
-           "with zero steps)",
-    strict=True)
 def test_dual_equals_switch_exactly_at_first_late_epoch() -> None:
     assert gamma_at(FIRST_LATE_EPOCH, authors_dual(), PAPER_EPOCHS) == 1e3
 
