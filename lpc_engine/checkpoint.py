@@ -24,7 +24,7 @@ def capture(model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch
     partial = None
     if progress is not None:  # even at step 0: its order was already drawn
         partial = {"perm": progress.perm.cpu(), "step": progress.step,
-                   "sums": progress.sums.cpu(), "seconds": progress.seconds}
+                   "sums": progress.fold().cpu(), "seconds": progress.seconds}
     return {
         "format": FORMAT,
         "epoch": epoch,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -29,8 +29,23 @@ class EpochProgress:
 
     perm: Tensor  # the epoch's sample order
     step: int  # batches done
-    sums: Tensor  # (N_SUMS,) running sums on the device
+    sums: Tensor  # (N_SUMS,) running sums on the device, up to the last fold()
     seconds: float  # wall time spent on the epoch so far
+    pending: list = field(default_factory=list)  # per-step tensors not yet folded
+
+    def fold(self) -> Tensor:
+        """Fold the pending per-step values into `sums` (a few kernels an
+        epoch instead of a dozen a step) and return the sums."""
+        if self.pending:
+            losses, correct, norms = zip(*self.pending)
+            sizes = torch.tensor([n.numel() for n in norms], dtype=self.sums.dtype,
+                                 device=self.sums.device)
+            weighted = (torch.stack(losses).to(self.sums.dtype) * sizes[:, None]).sum(0)
+            norms = torch.cat(norms).to(self.sums.dtype)
+            self.sums += torch.cat([weighted, torch.stack(correct).sum().reshape(1).to(self.sums.dtype),
+                                    torch.stack([norms.sum(), (norms * norms).sum(), sizes.sum()])])
+            self.pending.clear()
+        return self.sums
 
 
 def start_epoch(data: TensorData, generator: torch.Generator) -> EpochProgress:
@@ -69,7 +84,7 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, data: Tensor
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        _accumulate(progress.sums, out.logits, out.latent, y, loss, ce, penalty)
+        _accumulate(progress, out.logits, out.latent, y, loss, ce, penalty)
         progress.step += 1
     return True
 
@@ -79,21 +94,17 @@ def _is_set(event: threading.Event | None) -> bool:
 
 
 @torch.no_grad()
-def _accumulate(sums: Tensor, logits: Tensor, latent: Tensor, y: Tensor,
+def _accumulate(progress: EpochProgress, logits: Tensor, latent: Tensor, y: Tensor,
                 loss: Tensor, ce: Tensor, penalty: Tensor) -> None:
-    b = y.shape[0]
-    norms = latent.detach().float().norm(dim=1)
-    row = torch.stack([
-        loss.detach() * b, ce.detach() * b, penalty.detach() * b,
-        (logits.argmax(dim=1) == y).sum(), norms.sum(), (norms * norms).sum(),
-        torch.tensor(b, device=y.device),
-    ]).to(sums.dtype)
-    sums += row
+    """Keep this step's scalars on the device; `fold()` sums them later."""
+    losses = torch.stack([loss.detach(), ce.detach(), penalty.detach()])
+    correct = (logits.argmax(dim=1) == y).sum()
+    progress.pending.append((losses, correct, latent.detach().norm(dim=1)))
 
 
-def epoch_scalars(sums: Tensor) -> dict[str, float]:
+def epoch_scalars(progress: EpochProgress) -> dict[str, float]:
     """Means over the epoch's samples, read from the device once."""
-    s = sums.tolist()
+    s = progress.fold().tolist()
     n = max(s[N], 1.0)
     norm_mean = s[NORM] / n
     norm_var = max(s[NORM_SQ] / n - norm_mean ** 2, 0.0)

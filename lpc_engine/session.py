@@ -83,7 +83,7 @@ class Session:
         row = EpochEnd(epoch=epoch, gamma=gamma, lr=lr, test_acc=test_acc,
                        seconds=train_seconds + time.perf_counter() - eval_began,
                        samples_per_s=self.progress.perm.numel() / max(train_seconds, 1e-9),
-                       **epoch_scalars(self.progress.sums))
+                       **epoch_scalars(self.progress))
         self.progress = None
         self.rows.append(self.emit(row).to_json())
         return row
