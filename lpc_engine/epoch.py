@@ -34,16 +34,18 @@ class EpochProgress:
     pending: list = field(default_factory=list)  # per-step tensors not yet folded
 
     def fold(self) -> Tensor:
-        """Fold the pending per-step values into `sums` (a few kernels an
-        epoch instead of a dozen a step) and return the sums."""
+        """Fold the pending per-step values into `sums` and return them: a
+        few kernels an epoch, where summing every step costs a dozen a step."""
         if self.pending:
-            losses, correct, norms = zip(*self.pending)
-            sizes = torch.tensor([n.numel() for n in norms], dtype=self.sums.dtype,
-                                 device=self.sums.device)
-            weighted = (torch.stack(losses).to(self.sums.dtype) * sizes[:, None]).sum(0)
-            norms = torch.cat(norms).to(self.sums.dtype)
-            self.sums += torch.cat([weighted, torch.stack(correct).sum().reshape(1).to(self.sums.dtype),
-                                    torch.stack([norms.sum(), (norms * norms).sum(), sizes.sum()])])
+            losses, logits, labels, norms = zip(*self.pending)
+            sums_dtype, device = self.sums.dtype, self.sums.device
+            sizes = torch.tensor([y.numel() for y in labels], dtype=sums_dtype, device=device)
+            weighted = (torch.stack([torch.stack(x) for x in losses]).to(sums_dtype)
+                        * sizes[:, None]).sum(0)
+            correct = (torch.cat(logits).argmax(dim=1) == torch.cat(labels)).sum()
+            norms = torch.cat(norms).to(sums_dtype)
+            self.sums += torch.cat([weighted, torch.stack([
+                correct.to(sums_dtype), norms.sum(), (norms * norms).sum(), sizes.sum()])])
             self.pending.clear()
         return self.sums
 
@@ -96,10 +98,10 @@ def _is_set(event: threading.Event | None) -> bool:
 @torch.no_grad()
 def _accumulate(progress: EpochProgress, logits: Tensor, latent: Tensor, y: Tensor,
                 loss: Tensor, ce: Tensor, penalty: Tensor) -> None:
-    """Keep this step's scalars on the device; `fold()` sums them later."""
-    losses = torch.stack([loss.detach(), ce.detach(), penalty.detach()])
-    correct = (logits.argmax(dim=1) == y).sum()
-    progress.pending.append((losses, correct, latent.detach().norm(dim=1)))
+    """Keep this step's values on the device (one kernel: the latent norms);
+    `fold()` reduces them once an epoch."""
+    losses = (loss.detach(), ce.detach(), penalty.detach())
+    progress.pending.append((losses, logits.detach(), y, latent.detach().norm(dim=1)))
 
 
 def epoch_scalars(progress: EpochProgress) -> dict[str, float]:
