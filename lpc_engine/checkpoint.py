@@ -23,8 +23,12 @@ def capture(model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch
             progress: EpochProgress | None, config: dict[str, Any]) -> dict[str, Any]:
     partial = None
     if progress is not None:  # even at step 0: its order was already drawn
+        # The per-step values stay unfolded so that the resumed epoch sums
+        # them in the same order as an uninterrupted one (bit-exact rows).
         partial = {"perm": progress.perm.cpu(), "step": progress.step,
-                   "sums": progress.fold().cpu(), "seconds": progress.seconds}
+                   "sums": progress.sums.cpu(), "seconds": progress.seconds,
+                   "pending": [[list(losses), logits.cpu(), y.cpu(), norms.cpu()]
+                               for losses, logits, y, norms in progress.pending]}
     return {
         "format": FORMAT,
         "epoch": epoch,
@@ -56,5 +60,8 @@ def restore(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Opti
     if not partial:
         return None
     device = next(model.parameters()).device
+    pending = [(tuple(t.to(device) for t in losses), logits.to(device), y.to(device),
+                norms.to(device)) for losses, logits, y, norms in partial["pending"]]
     return EpochProgress(perm=partial["perm"].to(device), step=partial["step"],
-                         sums=partial["sums"].to(device), seconds=partial["seconds"])
+                         sums=partial["sums"].to(device), seconds=partial["seconds"],
+                         pending=pending)

@@ -8,6 +8,7 @@ progress goes to stderr.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -24,7 +25,7 @@ from .cli_render import ProgressView, final_event_status, runs_table, summary_ta
 from .config_io import build_config, dumps_toml, read_config_file
 from .errors import UsageError
 from .store import json_safe, list_runs, run_path
-from .config import RunConfig
+from .config import RunConfig, to_flat
 from .train import RESUMABLE_CHANGES, Control, resume_config, train
 
 app = typer.Typer(add_completion=False, no_args_is_help=False,
@@ -68,6 +69,7 @@ def run(
         run_dir, cfg = _resume_target(runs_dir, name, flags, config)
     else:
         cfg = build_config(read_config_file(config) if config else None, flags)
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=_absolute(cfg.data.data_dir)))
         name = name or f"{cfg.model.preset}-{cfg.data.dataset}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = run_path(runs_dir, name)
     if dry_run:
@@ -102,12 +104,31 @@ def _resume_target(runs_dir: str, name: str | None, flags: dict,
     """The run to resume and its saved config; only --epochs and --device may change."""
     if not name:
         raise UsageError("resume: give --name of the run to resume")
-    others = sorted(k for k, v in flags.items() if v is not None and k not in RESUMABLE_CHANGES)
-    if others or config is not None:
-        what = ", ".join("--" + k.replace("_", "-") for k in others) or "--config"
-        raise UsageError(f"resume: {what} cannot change a saved run (only --epochs and --device)")
+    if config is not None:
+        raise UsageError("resume: --config cannot change a saved run (only --epochs and --device)")
     run_dir = run_path(runs_dir, name)
-    return run_dir, resume_config(run_dir, flags.get("epochs"), flags.get("device"))
+    cfg = resume_config(run_dir, flags.get("epochs"), flags.get("device"))
+    saved = {k: v for k, v in to_flat(cfg).items()}
+    changed = sorted(k for k, v in flags.items() if v is not None and k not in RESUMABLE_CHANGES
+                     and _normal(k, v) != saved[k])
+    if changed:
+        what = ", ".join(f"--{k.replace('_', '-')} (saved: {saved[k]})" for k in changed)
+        raise UsageError(f"resume: {what} differs from the saved run; only --epochs and --device may change")
+    return run_dir, cfg
+
+
+def _normal(field_name: str, value: object) -> object:
+    """A flag's value as the resolved config stores it."""
+    if field_name == "preset" and isinstance(value, str):
+        return value.lower()
+    if field_name == "data_dir" and isinstance(value, str):
+        return _absolute(value)
+    return value
+
+
+def _absolute(path: str) -> str:
+    """Runs are resumed and loaded from anywhere: keep absolute data paths."""
+    return str(Path(path).expanduser().resolve()) if path else path
 
 
 @app.command("runs")

@@ -132,6 +132,11 @@ def to_dict(cfg: RunConfig) -> dict[str, Any]:
     return out
 
 
+def to_flat(cfg: RunConfig) -> dict[str, Any]:
+    """{leaf name: value} of a config: the names flags and fields share."""
+    return flatten(to_dict(cfg))
+
+
 def flatten(nested: dict[str, Any], where: str = "config") -> dict[str, Any]:
     """Nested (TOML/JSON layout) -> {leaf name: value}; unknown keys are errors."""
     leaves = leaf_fields()

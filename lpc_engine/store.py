@@ -2,7 +2,8 @@
 
     RUN/config.json      the resolved config (config.toml beside it, to rerun)
     RUN/events.jsonl     one JSON object a line, each with an "event" key
-    RUN/checkpoints/     epoch-NNNNNN.pt, the last two kept, written atomically
+    RUN/checkpoints/     epoch-E-step-S.pt (after epoch E and S steps of the
+                         next), the last two kept, written atomically
     RUN/summary.json     when the run ends
 
 Every file but events.jsonl is written whole to a temporary file, fsynced and
@@ -40,11 +41,15 @@ def run_path(runs_dir: str | Path, name: str) -> Path:
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that a crash never leaves a partial file."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave debris behind
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -139,8 +144,8 @@ class RunStore:
         """Write `state` atomically; keep the last KEEP_CHECKPOINTS files."""
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        suffix = f"-step{step:07d}" if step else ""
-        path = self.checkpoint_dir / f"epoch-{epoch:06d}{suffix}.pt"
+        # Names sort in training order: epoch, then steps into the next epoch.
+        path = self.checkpoint_dir / f"epoch-{epoch:06d}-step-{step:07d}.pt"
         atomic_write(path, buffer.getvalue())
         self.sync()
         for old in self.checkpoints()[:-KEEP_CHECKPOINTS]:

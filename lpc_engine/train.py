@@ -49,6 +49,8 @@ def train(cfg: RunConfig, control: Control | None = None, run_dir: str | Path | 
     if resume:
         cfg, state = _resume_point(cfg, run_dir)
     s = open_session(resolve(cfg), run_dir, state, overwrite)
+    if resume and s.store.read_config() != to_dict(s.cfg):
+        s.store.update_config(to_dict(s.cfg))  # more epochs or another device, once it all loaded
     yield s.emit(RunStarted(
         run_dir=str(run_dir or ""), device=str(s.device), start_epoch=s.start,
         epochs=s.cfg.epochs, num_params=sum(p.numel() for p in s.model.parameters()),
@@ -135,8 +137,6 @@ def _resume_point(cfg: RunConfig, run_dir: str | Path | None) -> tuple[RunConfig
     state = load_checkpoint(path)
     if cfg.epochs < state["epoch"]:
         raise UsageError(f"epochs: the run has done {state['epoch']} epochs; cannot resume with {cfg.epochs}")
-    if cfg.epochs != saved.epochs:
-        store.update_config(to_dict(cfg))
     return cfg, state
 
 

@@ -162,3 +162,22 @@ def test_background_run_finishes_a_short_run(tmp_path: Path, no_thread_crash) ->
     assert run.join(TIMEOUT)
     assert isinstance(run.last_event, RunFinished) and run.last_event.status == "finished"
     assert rec.epochs() == [1, 2] and run.error is None
+
+
+def test_merge_pause_policy_pauses_a_background_run(tmp_path: Path, no_thread_crash) -> None:
+    """gamma x10 an epoch merges the synthetic classes in epoch 3; with the
+    'pause' policy the run waits there until resume()."""
+    cfg = build_config({"gamma": {"merge_policy": "pause"}},
+                       {"dataset": "synthetic", "device": "cpu", "epochs": 6, "gamma_init": 0.01,
+                        "gamma_factor": 10.0, "gamma_max": 1e6, "lr": 1e-2})
+    rec = Recorder()
+    run = BackgroundRun(cfg, rec, run_dir=tmp_path / "r")
+    run.start()
+    rec.wait_for(lambda: any(getattr(e, "code", "") == "merge_at_origin" for e in rec.events))
+    assert run.paused
+    time.sleep(0.4)
+    assert rec.epochs() == [1, 2, 3] and run.running
+    run.resume()
+    assert run.join(TIMEOUT)
+    assert isinstance(run.last_event, RunFinished) and run.last_event.status == "finished"
+    assert rec.epochs() == [1, 2, 3, 4, 5, 6]
