@@ -21,6 +21,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from .cli_measure import analyze, eval_run
 from .cli_render import ProgressView, final_event_status, runs_table, summary_table
 from .config_io import build_config, dumps_toml, read_config_file
 from .errors import UsageError
@@ -48,7 +49,8 @@ def run(
     gamma_init: Optional[float] = typer.Option(None, help="Gamma at epoch 1."),
     gamma_factor: Optional[float] = typer.Option(None, help="Gamma growth factor per epoch."),
     gamma_max: Optional[float] = typer.Option(None, help="Gamma cap."),
-    metrics_every: Optional[int] = typer.Option(None, help="Epochs between collapse metrics."),
+    metrics_every: Optional[int] = typer.Option(None, help="Epochs between collapse metrics (0 = at the end)."),
+    robustness_samples: Optional[int] = typer.Option(None, help="Test inputs for DeepFool at the end (0 = skip)."),
     data_dir: Optional[str] = typer.Option(None, help="Dataset folder (torchvision) or .npz file."),
     download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Download the dataset."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
@@ -64,6 +66,7 @@ def run(
     flags = dict(preset=preset, dataset=dataset, backbone=backbone, epochs=epochs, seed=seed, lr=lr,
                  batch_size=batch_size, latent_dim=latent_dim, gamma_init=gamma_init,
                  gamma_factor=gamma_factor, gamma_max=gamma_max, metrics_every=metrics_every,
+                 robustness_samples=robustness_samples,
                  data_dir=data_dir, download=download, device=device)
     if resume:
         run_dir, cfg = _resume_target(runs_dir, name, flags, config)
@@ -129,6 +132,10 @@ def _normal(field_name: str, value: object) -> object:
 def _absolute(path: str) -> str:
     """Runs are resumed and loaded from anywhere: keep absolute data paths."""
     return str(Path(path).expanduser().resolve()) if path else path
+
+
+app.command("analyze")(analyze)
+app.command("eval")(eval_run)
 
 
 @app.command("runs")

@@ -61,6 +61,15 @@ _SUMMARY_ROWS = (
 )
 
 
+_MEASURED_ROWS = (
+    ("separation ratio R", "separation_ratio", ".4g"),
+    ("tr(Sigma_W) / tr(Sigma_T)", "sigma_w_trace_ratio", ".3g"),
+    ("GMM peak distance, min node", "gmm_peak_distance_min", ".3g"),
+    ("distinct class codes", "codebook_distinct", ".0f"),
+    ("robustness ||r||/||x||", "robustness_mean", ".4g"),
+)
+
+
 def summary_table(summary: dict[str, Any], run_dir: str) -> Table:
     title = f"{summary['preset']} on {summary['dataset']} ({summary['backbone']}, seed {summary['seed']})"
     table = Table(title=title, show_header=False, title_justify="left")
@@ -68,6 +77,10 @@ def summary_table(summary: dict[str, Any], run_dir: str) -> Table:
     table.add_column("value", justify="right")
     for label, key, spec in _SUMMARY_ROWS:
         table.add_row(label, _fmt(summary.get(key), spec))
+    measured = {**summary.get("metrics", {}), **summary.get("robustness", {})}
+    for label, key, spec in _MEASURED_ROWS:
+        if key in measured:
+            table.add_row(label, _fmt(measured[key], spec))
     if run_dir:
         table.add_row("run", run_dir)
     return table

@@ -101,6 +101,10 @@ class RunConfig:
     metrics_every: int = _f(50, "epochs between collapse metrics; 0 = only at the end", 0, 10**6)
     eval_every: int = _f(1, "epochs between test-accuracy evaluations", 1, 10**6)
     checkpoint_every: int = _f(10, "epochs between checkpoints (and always at the end)", 1, 10**6)
+    robustness_samples: int = _f(1000, "test inputs attacked by DeepFool at the end (paper: 1000); 0 = skip",
+                                 0, 10**7)
+    latent_sample_size: int = _f(2000, "training latents sent with each metrics event, for histograms",
+                                 0, 10**7)
 
 
 SECTION_TYPES = {"model": ModelConfig, "data": DataConfig, "gamma": GammaConfig,

@@ -52,6 +52,8 @@ class Session:
     gamma_hold: float | None = None  # cap set by the `hold` merge policy
     progress: EpochProgress | None = None  # an epoch in progress (after a mid-epoch resume)
     rows: list[dict[str, Any]] = field(default_factory=list)  # epoch rows so far
+    metrics: dict[str, float] = field(default_factory=dict)  # the latest MetricsComputed
+    robustness: dict[str, Any] = field(default_factory=dict)  # the final RobustnessComputed
 
     def emit(self, event: Event) -> Event:
         """Record `event` in the run store (if any) and hand it back."""
@@ -120,7 +122,9 @@ def open_session(cfg: RunConfig, run_dir: str | Path | None, state: dict | None,
         session.start, session.gamma_hold = state["epoch"] + 1, state["gamma_hold"]
         session.watch = MergeWatch(**state["watch"])
         store.truncate_events(state["epoch"])
-        session.rows = [r for r in store.read_events() if r.get("event") == "epoch"]
+        rows = store.read_events()
+        session.rows = [r for r in rows if r.get("event") == "epoch"]
+        session.metrics = next((r["metrics"] for r in reversed(rows) if r.get("event") == "metrics"), {})
     elif store is not None:
         store.create(to_dict(cfg), dumps_toml(cfg), overwrite=overwrite)
     return session

@@ -16,11 +16,13 @@ def _finite(v: Any) -> bool:
 
 
 def make_summary(cfg: RunConfig, rows: list[dict[str, Any]], status: str,
-                 session_seconds: float) -> dict[str, Any]:
+                 session_seconds: float, metrics: dict[str, float] | None = None,
+                 robustness: dict[str, Any] | None = None) -> dict[str, Any]:
     """Status, what was trained, and the last epoch's scalars.
 
     `test_acc` is the last evaluated test accuracy; `seconds` adds up every
-    epoch's wall time, across resumes.
+    epoch's wall time, across resumes; `metrics` holds the latest collapse
+    metrics (DESIGN.md names) and `robustness` the final DeepFool table.
     """
     last = rows[-1] if rows else {}
     tested = [r for r in rows if _finite(r.get("test_acc"))]
@@ -39,4 +41,6 @@ def make_summary(cfg: RunConfig, rows: list[dict[str, Any]], status: str,
         "session_seconds": session_seconds,
     }
     summary.update({k: last.get(k) for k in _LAST_ROW_KEYS})
+    summary["metrics"] = dict(metrics or {})
+    summary["robustness"] = dict(robustness or {})
     return summary

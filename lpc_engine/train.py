@@ -14,13 +14,17 @@ import math
 import threading
 import time
 from collections.abc import Iterator
+
+import torch
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import RunConfig, to_dict
 from .config_io import config_from_dict, resolve
 from .errors import UsageError
-from .events import Alert, EpochEnd, Event, RunFailed, RunFinished, RunStarted
+from .events import (Alert, EpochEnd, Event, LatentSample, MetricsComputed, RobustnessComputed,
+                     RunFailed, RunFinished, RunStarted)
+from .measure import collapse_metrics, latent_subsample, robustness
 from .session import Session, open_session, pick_device
 from .store import RunStore, load_checkpoint
 from .summary import make_summary
@@ -72,11 +76,15 @@ def train(cfg: RunConfig, control: Control | None = None, run_dir: str | Path | 
                 return
             yield from _watch_merge(s, row, control)
             last = epoch == s.cfg.epochs
+            if last or (s.cfg.metrics_every and epoch % s.cfg.metrics_every == 0):
+                yield from _measure(s, epoch)
             if last or epoch % s.cfg.checkpoint_every == 0 or control.stop.is_set():
                 yield from _saved(s, epoch)
             if control.stop.is_set() and not last:
                 yield _end(s, "stopped", epoch, began)
                 return
+        if s.cfg.robustness_samples and s.start <= s.cfg.epochs:
+            yield from _attack(s, s.cfg.epochs)
         yield _end(s, "finished", s.cfg.epochs, began)
     finally:
         if s.store is not None:
@@ -87,6 +95,23 @@ def _saved(s: Session, epoch: int) -> Iterator[Event]:
     event = s.save(epoch)
     if event is not None:
         yield event
+
+
+def _measure(s: Session, epoch: int) -> Iterator[Event]:
+    """Collapse metrics on clean training latents, and a sample of them."""
+    with torch.random.fork_rng(devices=[]):  # the training RNG stream stays untouched
+        metrics, z = collapse_metrics(s.model, s.data)
+    s.metrics = metrics
+    z_sample, y_sample = latent_subsample(z, s.data.y_train, s.cfg.latent_sample_size, s.cfg.seed + epoch)
+    yield LatentSample(epoch=epoch, z=z_sample, y=y_sample)
+    yield s.emit(MetricsComputed(epoch=epoch, metrics=metrics))
+
+
+def _attack(s: Session, epoch: int) -> Iterator[Event]:
+    """Table II: DeepFool robustness on the test set, at the end of the run."""
+    with torch.random.fork_rng(devices=[]):
+        s.robustness = robustness(s.model, s.data, s.cfg.robustness_samples, s.cfg.seed)
+    yield s.emit(RobustnessComputed(epoch=epoch, table=s.robustness))
 
 
 def _watch_merge(s: Session, row: EpochEnd, control: Control) -> Iterator[Event]:
@@ -141,7 +166,8 @@ def _resume_point(cfg: RunConfig, run_dir: str | Path | None) -> tuple[RunConfig
 
 
 def _end(s: Session, status: str, epoch: int, began: float) -> Event:
-    summary = make_summary(s.cfg, s.rows, status, time.perf_counter() - began)
+    summary = make_summary(s.cfg, s.rows, status, time.perf_counter() - began,
+                           metrics=s.metrics, robustness=s.robustness)
     if status == "diverged":
         event: Event = RunFailed(epoch=epoch, status=status, error="non-finite loss", summary=summary)
     else:

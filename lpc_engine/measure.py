@@ -1,0 +1,58 @@
+"""The paper's measurements on a live or saved model: clean latents in,
+metrics out. Training calls these every `metrics_every` epochs; `lpc eval`
+calls them on a saved run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .data import TensorData
+from .metrics import latent_metrics
+from .models import LpcModel
+from .robustness import robustness_table
+
+
+@torch.no_grad()
+def clean_latents(model: LpcModel, x: Tensor, batch_size: int = 2048) -> tuple[Tensor, Tensor]:
+    """Latents z (N, d) and predicted labels (N,) of un-augmented inputs, in
+    eval mode (the paper measures collapse on clean training latents); the
+    model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    latents, predictions = [], []
+    for i in range(0, x.shape[0], batch_size):
+        out = model(x[i:i + batch_size])
+        latents.append(out.latent.float())
+        predictions.append(out.logits.argmax(dim=1))
+    model.train(was_training)
+    return torch.cat(latents), torch.cat(predictions)
+
+
+def collapse_metrics(model: LpcModel, data: TensorData) -> tuple[dict[str, float], Tensor]:
+    """Every latent metric (Tables I and IV, appendix E) on the clean training
+    set, grouped by true label; also returns the latents."""
+    z, predictions = clean_latents(model, data.x_train)
+    metrics = latent_metrics(z, data.y_train, classifier_weight=model.classifier.weight.detach(),
+                             predictions=predictions)
+    metrics["train_acc"] = (predictions == data.y_train).float().mean().item()
+    return metrics, z
+
+
+def latent_subsample(z: Tensor, y: Tensor, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most `size` rows of (z, y), drawn with a private generator (the
+    training RNG stays untouched), as numpy arrays for histograms."""
+    n = z.shape[0]
+    if n > size:
+        idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].to(z.device)
+        z, y = z[idx], y[idx]
+    return z.cpu().numpy(), y.cpu().numpy()
+
+
+def robustness(model: LpcModel, data: TensorData, samples: int, seed: int) -> dict[str, Any]:
+    """Table II on the test set: DeepFool ratios ||r||/||x|| and accuracy."""
+    return robustness_table(model, data.x_test, data.y_test, samples=samples, seed=seed)
