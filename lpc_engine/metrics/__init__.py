@@ -55,7 +55,8 @@ def _labels(value: Any, name: str, n: int, device: torch.device) -> Tensor:
     """(n,) int64 labels; integral floats are accepted."""
     t = _tensor(value, name, device)
     if t.dim() != 1 or t.shape[0] != n:
-        raise UsageError(f"{name} must be 1-D with one label per latent (N = {n}); got shape {tuple(t.shape)}")
+        raise UsageError(f"{name} must be 1-D with one label per latent (N = {n}); "
+                         f"got shape {tuple(t.shape)}")
     if t.is_floating_point() and not bool((t == t.round()).all()):
         raise UsageError(f"{name} must hold integer class labels")
     return t.to(torch.int64)

@@ -9,44 +9,37 @@ code each node is first standardised (zero mean, unit variance), so the scores
 and peak distances do not depend on the scale of z.
 
 The authors fit one scikit-learn `GaussianMixture` per node (n_init = 1,
-k-means initialisation, tol 1e-3). Here all d nodes are fitted at once: one
-vectorised EM over rows (node, starting point), streamed over chunks of
-samples, several starting points per node, all of them run on a subsample
-first and the plausible winners refined on the full data, and the best
-likelihood kept per node. Same model and variance floor as scikit-learn,
-tighter tolerance, more starting points: the scores are at least
-scikit-learn's (bench/metrics_bench.py compares them).
+k-means start, tol 1e-3). Here one vectorised EM fits all nodes from several
+starts each (run on a subsample first, the plausible winners refined on all
+rows) and keeps the best likelihood: same model and variance floor, tighter
+tolerance, more starts, so the scores are at least scikit-learn's
+(bench/metrics_bench.py compares them).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ..errors import UsageError
 
 # Variance floor: added to every component variance after each M-step, in
 # standardised units, exactly as scikit-learn's `reg_covar` (default 1e-6). A
 # node whose values sit on two exact points therefore gets sigma = 1e-3 node
 # standard deviations, which bounds the score (~ +5.99) and the peak distance.
 REG_COVAR = 1e-6
-# EM stops for a node when no initialisation's mean log-likelihood per sample
-# improved by more than this in one iteration (scikit-learn's default is 1e-3;
-# tighter here so that our scores sit at, not near, the local optimum).
+# EM stops when the mean log-likelihood per sample gains less than this in an
+# iteration (scikit-learn: 1e-3, which stops up to ~2e-3 short on unimodal nodes).
 TOL = 1e-5
 MAX_ITER = 500
-# Initialisations per node: the exact 1-D 2-means split (scikit-learn
-# initialises with k-means), the median split, a narrow component on the
-# densest window plus a broad one, then k-means++ draws.
-N_INIT = 4
-# Samples per streamed chunk of the E-step, so that the (rows, chunk) float64
-# temporaries stay in cache (measured 3x faster than one pass at 64 x 3 x 50,000).
-CHUNK = 8192
-# Rows on which all initialisations are run before the survivors are refined on
-# the full data (`_screen`); data with N <= 2 * SUBSAMPLE are fitted directly.
-SUBSAMPLE = 8192
+N_INIT = 4  # starts per node, see `_starts`
+CHUNK = 8192  # samples per E-step chunk: temporaries stay in cache (3x faster measured)
+SUBSAMPLE = 8192  # rows every start runs on first (`_screen`); N <= 2 * SUBSAMPLE: all rows
 NODE_BATCH = 128  # nodes fitted together: bounds memory at ~0.3 GB for N = 50,000
 _EPS10 = 10 * torch.finfo(torch.float64).eps  # scikit-learn's guard on empty components
 _LOG_2PI = math.log(2 * math.pi)
@@ -117,7 +110,7 @@ def _mode_start(xs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
     Splits cannot start the "spike + background" optimum of partly collapsed
     nodes (a class collapsed on one value among spread classes), which k-means
-    initialisations miss: on such a node it scores ~0.9 against ~-0.74.
+    initialisations miss (on the bench's partly collapsed data: 0.90 against -0.74).
     """
     n = xs.shape[1]
     m = max(1, n // 20)
@@ -173,13 +166,13 @@ def _m_step(sums: Tensor, tot: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def _heavier_first(w: Tensor, mu: Tensor, var: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Components reordered so that component 0 has the larger weight."""
     swap = (w[..., 1] > w[..., 0]).unsqueeze(-1)
     return tuple(torch.where(swap, v.flip(-1), v) for v in (w, mu, var))
 
 
-@dataclass
-class _Fits:
-    """One EM result per row (a node with one starting point): params (R, 2), the rest (R,)."""
+class _Fits(NamedTuple):
+    """One EM result per row (a node from one start): params (R, 2), the rest (R,)."""
 
     w: Tensor
     mu: Tensor
@@ -187,9 +180,6 @@ class _Fits:
     ll: Tensor
     n_iter: Tensor
     converged: Tensor
-
-    def select(self, rows: Tensor) -> "_Fits":
-        return _Fits(*(v[rows] for v in (self.w, self.mu, self.var, self.ll, self.n_iter, self.converged)))
 
 
 def _run_em(x: Tensor, params: tuple[Tensor, ...], tol: float, max_iter: int) -> _Fits:
@@ -243,8 +233,7 @@ def _starts(x: Tensor, n_init: int, gen: torch.Generator) -> tuple[Tensor, ...]:
 
 
 def _with_moments(x: Tensor) -> Tensor:
-    """(R, n) -> (R, n, 3) columns [1, x, x^2], the E-step's reduction operand."""
-    return torch.stack([torch.ones_like(x), x, x * x], dim=-1)
+    return torch.stack([torch.ones_like(x), x, x * x], dim=-1)  # (R, n, 3): [1, x, x^2]
 
 
 def _screen(xs: Tensor, fits: _Fits, n_init: int) -> Tensor:
@@ -290,9 +279,9 @@ def _fit_nodes(x: Tensor, n_init: int, tol: float, max_iter: int, gen: torch.Gen
     fits = _run_em(xs[node], _starts(xs, n_init, gen), tol, max_iter)
     if sub:
         keep = _screen(xs, fits, n_init)
-        node, fits = node[keep], fits.select(keep)
+        node, fits = node[keep], _Fits(*(v[keep] for v in fits))
         fits = _run_em(x[node], (fits.w, fits.mu, fits.var), tol, max_iter)
-    fits = fits.select(_first_best(node, fits.ll, d))
+    fits = _Fits(*(v[_first_best(node, fits.ll, d)] for v in fits))
     # Score at the kept parameters (the EM's ll lags them by one M-step).
     x3 = _with_moments(x)
     params = (p.unsqueeze(1) for p in (fits.w, fits.mu, fits.var))
@@ -313,6 +302,8 @@ def fit_node_mixtures(z: Tensor, *, n_init: int = N_INIT, tol: float = TOL,
     when the mean log-likelihood gains less than `tol`; the fit with the best
     likelihood on all rows is kept. Deterministic for a seed.
     """
+    if z.dim() != 2 or z.shape[0] < 2:
+        raise UsageError(f"a mixture per node needs z of shape (N >= 2, d); got {tuple(z.shape)}")
     x = standardize(z).T.contiguous()  # (d, N)
     gen = torch.Generator(device=x.device).manual_seed(seed)
     parts = [_fit_nodes(x[lo:lo + NODE_BATCH], n_init, tol, max_iter, gen, subsample)
@@ -320,15 +311,17 @@ def fit_node_mixtures(z: Tensor, *, n_init: int = N_INIT, tol: float = TOL,
     return NodeMixtures(*(torch.cat(column) for column in zip(*parts)))
 
 
-def binarity_metrics(z: Tensor, *, n_init: int = N_INIT, seed: int = 0) -> dict[str, float]:
+def binarity_metrics(z: Tensor, *, n_init: int = N_INIT, tol: float = TOL, seed: int = 0) -> dict[str, float]:
     """Appendix D / Table IV summaries over the d nodes of z (N, d).
 
     gmm_score_mean: eq. D1 (mean over nodes of the mean log-likelihood per
     sample); gmm_score_min: the worst node; gmm_std_mean: eq. D2;
     gmm_peak_distance_mean: eq. D3; gmm_peak_distance_min: the worst node.
-    All in standardised units, hence invariant under z -> c z.
+    All in standardised units, hence invariant under z -> c z. n_init = 1,
+    tol = 1e-3 is the authors' setting (one k-means start, scikit-learn's
+    tolerance); the default keeps the best of several starts, run further.
     """
-    fit = fit_node_mixtures(z, n_init=n_init, seed=seed)
+    fit = fit_node_mixtures(z, n_init=n_init, tol=tol, seed=seed)
     peaks = fit.peak_distance
     return {
         "gmm_score_mean": float(fit.score.mean()),

@@ -6,20 +6,19 @@ in nats, eps_i the Euclidean distance from z_i to its k-th nearest other
 sample. The authors standardise each dimension first; both the raw and the
 standardised value are reported.
 
-The k-NN search is exact but brute force on the device of z, because in 64-d
-trees barely prune: on 50,000 x 64 latents scikit-learn's BallTree took 56 s
-(partly collapsed classes) to 274 s (spread classes) against ~3 s here (2 CPU
-cores; bench/metrics_bench.py). Per block of queries: squared distances to
-all points by one float32 matmul, candidate selection by group minima (the
-k' smallest values lie in the k' groups of 64 columns with the smallest
-minima), then the k' = k + 1 + MARGIN best candidates are re-measured
-exactly in float64 from differences. A rounding-error bound on the float32
-distances proves, per query, that no point outside the candidates can be
-nearer than the refined k-th neighbour; queries it cannot prove are redone
-in float64, then, failing that, by exact differences to every point. Blocks
-are recentred on their own mean before rounding to float32 and, given
-`groups` (class labels), hold one class each, so tight (collapsed) classes
-keep their small distances.
+The k-NN search is exact and brute force on the device of z: in 64-d trees
+barely prune (bench/metrics_bench.py, 50,000 x 64, 2 CPU cores: scikit-learn's
+BallTree needs ~4 min for the two entropies of partly collapsed latents and
+~8 min for spread ones; this module 4 s and 8 s). Per block of queries, one
+float32 matmul ranks all points; the k' = k + 1 + MARGIN smallest are found
+through group minima (they lie in the k' groups of GROUP columns with the
+smallest minima) and re-measured exactly in float64 from differences. A
+rounding-error bound on the float32 values proves, per query, that no other
+point can be nearer than the refined k-th neighbour; queries it cannot prove
+are redone in float64, then by exact differences to every point. Given
+`groups` (class labels), a block holds one class: a tight block is recentred
+before rounding to float32, so collapsed classes keep their tiny distances,
+and whole classes out of reach by the triangle inequality are skipped.
 """
 
 from __future__ import annotations
@@ -43,7 +42,8 @@ K_NEIGHBOURS = 20  # Table I: "Kozachenko-Leonenko method (k=20)"
 # adds to every eps_i (here only the zeros and distances below it move).
 EPS_FLOOR_REL = 1e-10
 MARGIN = 8  # extra candidates refined exactly, so near-ties cannot swap the k-th
-QUERY_BLOCK = 1024  # queries per matmul: a (1024, N) float32 buffer
+QUERY_BLOCK = 1024  # queries per matmul: a (1024, N) float32 buffer ...
+BUFFER_ELEMENTS = 2 ** 28  # ... or fewer queries, so that it stays under 1 GiB
 GROUP = 64  # columns per group minimum in the candidate selection
 
 
@@ -92,8 +92,9 @@ def _layout(z: Tensor, counts: list[int]) -> _Layout:
 
 def _blocks(layout: _Layout, device: torch.device) -> list[tuple[int, Tensor]]:
     """(group, query rows) blocks of at most QUERY_BLOCK rows, each inside one group."""
+    size = max(64, min(QUERY_BLOCK, BUFFER_ELEMENTS // layout.ranges[-1][1]))
     return [(g, q) for g, (s, e) in enumerate(layout.ranges)
-            for q in torch.arange(s, e, device=device).split(QUERY_BLOCK)]
+            for q in torch.arange(s, e, device=device).split(size)]
 
 
 def _select(dist: Tensor, kk: int) -> tuple[Tensor, Tensor]:
@@ -138,34 +139,37 @@ def _refine(z: Tensor, q: Tensor, cols: Tensor) -> Tensor:
 
 
 def _candidates(z: Tensor, layout: _Layout, g: int, q: Tensor, frame: tuple[Tensor, Tensor],
-                buf: Tensor, kk: int) -> tuple[Tensor, Tensor]:
-    """The kk smallest approximate values of each query of block q (group g), and their points.
+                buf: Tensor, kk: int, prune: bool) -> tuple[Tensor, Tensor, bool]:
+    """The kk smallest approximate values of each query of block q (group g), their
+    points, and whether a group was skipped.
 
-    The block's own group is ranked first; its kk-th exact distance bounds every
-    query's kk-th nearest, and another group whose centre is farther than that
-    plus both radii (triangle inequality) cannot hold any of them: it is skipped.
+    With `prune`, the block's own group is ranked first; its kk-th exact distance
+    bounds every query's kk-th nearest, and another group whose centre is
+    farther than that plus both radii (triangle inequality) cannot hold any of
+    them: it is skipped. Otherwise every point is ranked in one matmul.
     """
     shifted, aug = frame
     a = shifted[q]
     qa = torch.cat([a.to(buf.dtype), a.new_ones(q.numel(), 1, dtype=buf.dtype)], dim=1)
     s, e = layout.ranges[g]
-    own = torch.arange(s, e, device=z.device)
-    end, index = _fill(buf, 0, qa, aug[s:e], own)
-    far = torch.zeros(len(layout.ranges), dtype=torch.bool, device=z.device)
-    if len(layout.ranges) > 1 and e - s >= kk:
+    if not prune or len(layout.ranges) == 1 or e - s < kk:
+        end, index = _fill(buf, 0, qa, aug, torch.arange(z.shape[0], device=z.device))
         vals, pos = _select(buf[:, :end], kk)
-        reach = _refine(z, q, index[pos]).amax().sqrt()
-        centre = z[q].mean(dim=0)
-        gap = (layout.centre - centre).norm(dim=1) - (z[q] - centre).norm(dim=1).max() - layout.radius
-        far = gap > reach + 1e-9 * (layout.centre.norm(dim=1) + centre.norm() + layout.radius + reach)
+        return vals, index[pos], False
+    end, index = _fill(buf, 0, qa, aug[s:e], torch.arange(s, e, device=z.device))
+    vals, pos = _select(buf[:, :end], kk)
+    reach = _refine(z, q, index[pos]).amax().sqrt()
+    centre = z[q].mean(dim=0)
+    gap = (layout.centre - centre).norm(dim=1) - (z[q] - centre).norm(dim=1).max() - layout.radius
+    far = gap > reach + 1e-9 * (layout.centre.norm(dim=1) + centre.norm() + layout.radius + reach)
     far[g] = True
-    others = [torch.arange(s2, e2, device=z.device) for h, (s2, e2) in enumerate(layout.ranges) if not far[h]]
-    if others:
-        rows = torch.cat(others)
+    near = [torch.arange(s2, e2, device=z.device) for h, (s2, e2) in enumerate(layout.ranges) if not far[h]]
+    if near:
+        rows = torch.cat(near)
         end, more = _fill(buf, end, qa, aug[rows], rows)
         index = torch.cat([index, more])
-    vals, pos = _select(buf[:, :end], kk)
-    return vals, index[pos]
+        vals, pos = _select(buf[:, :end], kk)
+    return vals, index[pos], len(near) < len(layout.ranges) - 1
 
 
 def _knn_pass(z: Tensor, layout: _Layout, blocks: list[tuple[int, Tensor]], k: int,
@@ -189,13 +193,14 @@ def _knn_pass(z: Tensor, layout: _Layout, blocks: list[tuple[int, Tensor]], k: i
     proven = torch.zeros(n, dtype=torch.bool, device=z.device)
     middle = z.mean(dim=0)
     whole = _frame(z, middle, dtype)
+    prune = [True] * len(layout.ranges)  # until a block of the group skips nothing
     for g, q in blocks:
         centre = z[q].mean(dim=0)
         # A tight block away from the middle (a collapsed class) gets its own
         # frame, so its small distances survive the rounding to dtype.
         tight = (z[q] - centre).norm(dim=1).max() < 0.1 * (centre - middle).norm()
         frame = _frame(z, centre, dtype) if tight else whole
-        vals, cols = _candidates(z, layout, g, q, frame, buf[:q.numel()], kk)
+        vals, cols, prune[g] = _candidates(z, layout, g, q, frame, buf[:q.numel()], kk, prune[g])
         kth[q] = _refine(z, q, cols).kthvalue(k + 1, dim=1).values
         # Every computed point outside the candidates has approx >= last, hence
         # exact >= (last - 3 gamma ||a||^2) / (1 + 2 gamma), and >= 0; a skipped

@@ -53,13 +53,41 @@ def test_parameters_match_sklearn_on_a_bimodal_node() -> None:
     np.testing.assert_allclose(fit.stds[0].numpy(), np.sqrt(ref.covariances_.ravel()[order]), atol=1e-3)
 
 
+def test_authors_setting_reproduces_sklearn_single_kmeans_start() -> None:
+    z = _nodes(2000)
+    x = standardize(torch.from_numpy(z)).numpy()
+    ours = fit_node_mixtures(torch.from_numpy(z), n_init=1, tol=1e-3).score.numpy()
+    theirs = [GaussianMixture(2).fit(x[:, j:j + 1]).score(x[:, j:j + 1]) for j in range(z.shape[1])]
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_best_likelihood_can_beat_kmeans_starts_on_a_partly_collapsed_node() -> None:
+    # 35% of the values exactly at +1 (a collapsed class) among two spread classes:
+    # the best fit is a spike on the collapsed class plus a broad background, which
+    # no k-means start reaches; scikit-learn's EM started there stays there.
+    rng = np.random.default_rng(0)
+    u = rng.random(3000)
+    column = np.where(u < 0.35, 1.0, np.where(u < 0.7, -1.0, 1.0) + 0.5 * rng.standard_normal(3000))
+    z = torch.from_numpy(column[:, None])
+    x = standardize(z).numpy()
+    fit = fit_node_mixtures(z)
+    kmeans = GaussianMixture(2, n_init=5, random_state=0).fit(x).score(x)
+    assert fit.score.item() > kmeans + 1.0
+    assert fit_node_mixtures(z, n_init=1, tol=1e-3).score.item() == pytest.approx(kmeans, abs=1e-4)
+    warm = GaussianMixture(2, weights_init=fit.weights[0].numpy(), means_init=fit.means[0].numpy()[:, None],
+                           precisions_init=fit.stds[0].numpy()[:, None, None] ** -2, reg_covar=REG_COVAR,
+                           tol=1e-8, max_iter=1000).fit(x)
+    assert warm.score(x) == pytest.approx(fit.score.item(), abs=1e-6)
+
+
 def test_two_exact_points_hit_the_variance_floor() -> None:
     # Standardised values are exactly -1 and +1, half each: each component is a
     # point mass widened to variance REG_COVAR, so
     # score = log(1/2) - log(2 pi REG_COVAR) / 2 and peak distance = 2 / sqrt(REG_COVAR).
     z = torch.tensor([[-3.0], [5.0]]).repeat(500, 1)
     fit = fit_node_mixtures(z)
-    assert fit.score[0].item() == pytest.approx(math.log(0.5) - 0.5 * math.log(2 * math.pi * REG_COVAR), abs=1e-9)
+    expected = math.log(0.5) - 0.5 * math.log(2 * math.pi * REG_COVAR)
+    assert fit.score[0].item() == pytest.approx(expected, abs=1e-9)
     torch.testing.assert_close(fit.stds[0], torch.full((2,), math.sqrt(REG_COVAR), dtype=torch.float64))
     assert fit.peak_distance[0].item() == pytest.approx(2 / math.sqrt(REG_COVAR), rel=1e-9)
 
