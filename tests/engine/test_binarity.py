@@ -57,8 +57,11 @@ def test_authors_setting_reproduces_sklearn_single_kmeans_start() -> None:
     z = _nodes(2000)
     x = standardize(torch.from_numpy(z)).numpy()
     ours = fit_node_mixtures(torch.from_numpy(z), n_init=1, tol=1e-3).score.numpy()
-    theirs = [GaussianMixture(2).fit(x[:, j:j + 1]).score(x[:, j:j + 1]) for j in range(z.shape[1])]
-    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+    # random_state fixes scikit-learn's k-means start (the authors leave it
+    # unseeded); both stop at tol 1e-3, so they agree to about that.
+    theirs = [GaussianMixture(2, random_state=0).fit(x[:, j:j + 1]).score(x[:, j:j + 1])
+              for j in range(z.shape[1])]
+    np.testing.assert_allclose(ours, theirs, atol=1e-3)
 
 
 def test_best_likelihood_can_beat_kmeans_starts_on_a_partly_collapsed_node() -> None:
