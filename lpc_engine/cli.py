@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc), 2)
     except typer.TyperException as exc:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        return _fail(message, getattr(exc, "exit_code", 2))
+        return _fail(f"{message} (see lpc --help)", getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     return code if isinstance(code, int) else 0
