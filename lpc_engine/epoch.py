@@ -118,13 +118,22 @@ def epoch_scalars(progress: EpochProgress) -> dict[str, float]:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> float:
-    """Fraction of (x, y) classified correctly; restores the model's mode."""
+def clean_latents(model: nn.Module, x: Tensor, batch_size: int = 2048) -> tuple[Tensor, Tensor]:
+    """Latents z (N, d) and predicted labels (N,) of un-augmented inputs, in
+    eval mode (the paper measures collapse on clean latents); the model's
+    mode is restored."""
     was_training = model.training
     model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=y.device)
+    latents, predictions = [], []
     for i in range(0, x.shape[0], batch_size):
-        logits = model(x[i:i + batch_size]).logits
-        correct += (logits.argmax(dim=1) == y[i:i + batch_size]).sum()
+        out = model(x[i:i + batch_size])
+        latents.append(out.latent.float())
+        predictions.append(out.logits.argmax(dim=1))
     model.train(was_training)
-    return correct.item() / max(x.shape[0], 1)
+    return torch.cat(latents), torch.cat(predictions)
+
+
+def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
+    """Fraction of (x, y) classified correctly; restores the model's mode."""
+    _, predictions = clean_latents(model, x)
+    return (predictions == y).sum().item() / max(x.shape[0], 1)

@@ -12,25 +12,10 @@ import torch
 from torch import Tensor
 
 from .data import TensorData
+from .epoch import clean_latents
 from .metrics import latent_metrics
 from .models import LpcModel
 from .robustness import robustness_table
-
-
-@torch.no_grad()
-def clean_latents(model: LpcModel, x: Tensor, batch_size: int = 2048) -> tuple[Tensor, Tensor]:
-    """Latents z (N, d) and predicted labels (N,) of un-augmented inputs, in
-    eval mode (the paper measures collapse on clean training latents); the
-    model's mode is restored."""
-    was_training = model.training
-    model.eval()
-    latents, predictions = [], []
-    for i in range(0, x.shape[0], batch_size):
-        out = model(x[i:i + batch_size])
-        latents.append(out.latent.float())
-        predictions.append(out.logits.argmax(dim=1))
-    model.train(was_training)
-    return torch.cat(latents), torch.cat(predictions)
 
 
 def collapse_metrics(model: LpcModel, data: TensorData) -> tuple[dict[str, float], Tensor]:
