@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -149,6 +150,16 @@ def runs_cmd(runs_dir: str = RunsDir,
         Console(stderr=True).print(f"no runs in {runs_dir}")
     else:
         Console().print(runs_table(runs))
+
+
+@app.command("tui", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             add_help_option=False)
+def tui_cmd(ctx: typer.Context) -> None:
+    """The terminal UI, `lpc-tui` (same options; see lpc tui --help)."""
+    # A child process, not an import: the engine never imports the UI.
+    code = subprocess.call([sys.executable, "-m", "lpc_tui", *ctx.args])
+    if code:
+        raise typer.Exit(code)
 
 
 class _stop_on_signals:

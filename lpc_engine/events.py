@@ -58,6 +58,10 @@ class LatentSample(Event):
     epoch: int
     z: Any  # numpy (n, d) clean training latents
     y: Any  # numpy (n,) labels
+    node_score: tuple[float, ...] = ()  # per node: GMM mean log-likelihood (eq. D1 summand) on z
+    node_peak_distance: tuple[float, ...] = ()  # per node: eq. D3 summand on z
+    classes: tuple[int, ...] = ()  # labels of the codebook rows, ascending
+    codes: tuple[tuple[int, ...], ...] = ()  # per class: sign (+1/-1) of its mean per node, all of z
 
 
 @dataclass(frozen=True)

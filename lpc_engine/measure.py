@@ -13,7 +13,10 @@ from torch import Tensor
 
 from .data import TensorData
 from .epoch import clean_latents
+from .events import LatentSample
 from .metrics import latent_metrics
+from .metrics.binarity import fit_node_mixtures
+from .metrics.codebook import class_codebook
 from .models import LpcModel
 from .robustness import robustness_table
 
@@ -36,6 +39,21 @@ def latent_subsample(z: Tensor, y: Tensor, size: int, seed: int) -> tuple[np.nda
         idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].to(z.device)
         z, y = z[idx], y[idx]
     return z.cpu().numpy(), y.cpu().numpy()
+
+
+def latent_sample(z: Tensor, y: Tensor, epoch: int, size: int, seed: int) -> LatentSample:
+    """What the TUI's histograms show: a subsample of the latents with each
+    node's bimodality fitted on that very subsample (so score and picture
+    agree), and the class codebook of all latents (section II.A)."""
+    z_np, y_np = latent_subsample(z, y, size, seed)
+    book = class_codebook(z, y)
+    scores = peaks = ()
+    if z_np.shape[0] >= 2:
+        fit = fit_node_mixtures(torch.from_numpy(z_np), seed=seed)
+        scores = tuple(fit.score.tolist())
+        peaks = tuple(fit.peak_distance.tolist())
+    return LatentSample(epoch=epoch, z=z_np, y=y_np, node_score=scores, node_peak_distance=peaks,
+                        classes=book.classes, codes=tuple(tuple(c) for c in book.codes.tolist()))
 
 
 def robustness(model: LpcModel, data: TensorData, samples: int, seed: int) -> dict[str, Any]:

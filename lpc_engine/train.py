@@ -22,9 +22,9 @@ from pathlib import Path
 from .config import RunConfig, to_dict
 from .config_io import config_from_dict, resolve
 from .errors import UsageError
-from .events import (Alert, EpochEnd, Event, LatentSample, MetricsComputed, RobustnessComputed,
+from .events import (Alert, EpochEnd, Event, MetricsComputed, RobustnessComputed,
                      RunFailed, RunFinished, RunStarted)
-from .measure import collapse_metrics, latent_subsample, robustness
+from .measure import collapse_metrics, latent_sample, robustness
 from .session import Session, open_session, pick_device
 from .store import RunStore, load_checkpoint
 from .summary import make_summary
@@ -99,11 +99,14 @@ def _saved(s: Session, epoch: int) -> Iterator[Event]:
 
 def _measure(s: Session, epoch: int) -> Iterator[Event]:
     """Collapse metrics on clean training latents, and a sample of them."""
+    sample = None
     with torch.random.fork_rng(devices=[]):  # the training RNG stream stays untouched
         metrics, z = collapse_metrics(s.model, s.data)
+        if s.cfg.latent_sample_size:
+            sample = latent_sample(z, s.data.y_train, epoch, s.cfg.latent_sample_size, s.cfg.seed + epoch)
     s.metrics = metrics
-    z_sample, y_sample = latent_subsample(z, s.data.y_train, s.cfg.latent_sample_size, s.cfg.seed + epoch)
-    yield LatentSample(epoch=epoch, z=z_sample, y=y_sample)
+    if sample is not None:
+        yield sample
     yield s.emit(MetricsComputed(epoch=epoch, metrics=metrics))
 
 

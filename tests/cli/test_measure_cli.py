@@ -8,9 +8,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from lpc_engine import build_config, train
 from lpc_engine.cli import main
+from lpc_engine.metrics.binarity import fit_node_mixtures
 from lpc_engine.events import LatentSample, MetricsComputed, RobustnessComputed
 from lpc_engine.metrics import METRIC_NAMES
 from lpc_engine.store import read_events
@@ -45,6 +47,17 @@ def test_training_measures_every_metrics_every_epochs(synth_run) -> None:
     assert [r["epoch"] for r in rows] == [2, 4]
     assert set(METRIC_NAMES) <= rows[-1]["metrics"].keys()
     assert not [r for r in read_events(run_dir / "events.jsonl") if r["event"] == "latents"]
+
+
+def test_latent_sample_carries_node_fits_and_codebook(synth_run) -> None:
+    """The histograms' per-node scores are the mixtures fitted on the very
+    sample shown; the codebook's signs are those of the class means."""
+    sample = [e for e in synth_run[1] if isinstance(e, LatentSample)][-1]
+    fit = fit_node_mixtures(torch.from_numpy(sample.z), seed=0 + sample.epoch)
+    assert sample.node_score == pytest.approx(fit.score.tolist())
+    assert sample.node_peak_distance == pytest.approx(fit.peak_distance.tolist())
+    assert len(sample.codes) == len(sample.classes) and all(len(c) == 8 for c in sample.codes)
+    assert {v for code in sample.codes for v in code} <= {-1, 1}
 
 
 def test_robustness_table_at_the_end(synth_run) -> None:
