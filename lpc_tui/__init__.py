@@ -1,2 +1,4 @@
-"""LPC Studio's terminal UI: a thin consumer of lpc_engine's events (the app
-itself arrives with the TUI issue)."""
+"""LPC Studio's terminal UI: a thin consumer of lpc_engine's events.
+
+`LpcApp` (lpc_tui.app) takes the training function in its constructor, so
+tests can inject a scripted event stream; `lpc-tui` launches it."""

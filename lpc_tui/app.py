@@ -1,0 +1,214 @@
+"""LpcApp: wires the panes, the keys and one background run together.
+
+The training thread only posts EngineEvent messages (runner.BackgroundRun
+calls `_post` on its thread); everything else happens on the event loop:
+the history is updated per event, and the visible pane redraws from it on a
+10 Hz tick, so a fast run cannot flood the terminal.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widgets import ContentSwitcher, Footer, Static, TabbedContent
+
+from lpc_engine.errors import UsageError
+from lpc_engine.events import Alert, Event, RunFailed, RunFinished
+from lpc_engine.runner import BackgroundRun
+from lpc_engine.train import resume_config, train
+
+from .export import export_folder, write_epochs_csv
+from .form import FormModel
+from .history import RunHistory, history_from_disk
+from .launch import new_run_dir
+from .messages import EngineEvent
+from .screens.configure import ConfigurePane
+from .screens.dialogs import ConfirmQuit, HelpScreen
+from .screens.monitor import MonitorPane
+from .screens.results import ResultsPane
+from .screens.runs import RunsPane
+from .status import event_line, status_line
+
+REDRAW_SECONDS = 0.1  # at most ~10 redraws a second (DESIGN.md)
+
+
+class LpcApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "LPC Studio"
+    ENABLE_COMMAND_PALETTE = False  # its footer slot is needed at 80 columns
+    BINDINGS = [
+        Binding("s", "start", "start"), Binding("p", "pause", "pause"), Binding("x", "stop", "stop"),
+        Binding("c", "pane('configure')", "conf"), Binding("m", "pane('monitor')", "monitor"),
+        Binding("t", "pane('results')", "tables"), Binding("r", "pane('runs')", "runs"),
+        Binding("e", "export", "export"), Binding("q", "quit", "quit"),
+        Binding("question_mark", "help", "help"),
+        Binding("1", "tab('curves')", show=False), Binding("2", "tab('nodes')", show=False),
+        Binding("3", "tab('metrics')", show=False), Binding("4", "tab('log')", show=False),
+    ]
+
+    def __init__(self, runs_dir: str | Path = "runs", file_values: dict[str, Any] | None = None,
+                 flags: dict[str, Any] | None = None, train_fn: Callable[..., Any] = train):
+        super().__init__()
+        self.runs_dir = Path(runs_dir)
+        self.form = FormModel(file_values, dict(flags or {}))
+        self.train_fn = train_fn
+        self.job: BackgroundRun | None = None
+        self.history = RunHistory()
+        self.quitting = False
+
+    def compose(self) -> ComposeResult:
+        with ContentSwitcher(initial="configure", id="panes"):
+            yield ConfigurePane(self.form, id="configure")
+            yield MonitorPane(id="monitor")
+            yield ResultsPane(id="results")
+            yield RunsPane(self.runs_dir, id="runs")
+        yield Static(id="status")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.set_interval(REDRAW_SECONDS, self.redraw)
+        self.redraw()
+
+    # the run ----------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        return self.job is not None and self.job.running
+
+    def action_start(self) -> None:
+        if self.active:
+            self.notify("a run is already active (x stops it)", severity="warning")
+            return
+        pane = self.query_one(ConfigurePane)
+        if pane.cfg is None:
+            self.notify("fix the fields marked in red first", severity="error")
+            self.action_pane("configure")
+            return
+        try:
+            run_dir = new_run_dir(self.runs_dir, pane.run_name, pane.cfg)
+        except UsageError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self._launch(BackgroundRun(pane.cfg, self._post, run_dir=run_dir, train_fn=self.train_fn),
+                     RunHistory(name=run_dir.name))
+
+    def on_runs_pane_resume_requested(self, message: RunsPane.ResumeRequested) -> None:
+        if self.active:
+            self.notify("a run is already active (x stops it)", severity="warning")
+            return
+        try:
+            cfg = resume_config(message.run_dir)
+        except UsageError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self._launch(BackgroundRun(cfg, self._post, run_dir=message.run_dir, resume=True,
+                                   train_fn=self.train_fn), history_from_disk(message.run_dir))
+
+    def _launch(self, run: BackgroundRun, history: RunHistory) -> None:
+        self.job, self.history = run, history
+        history.status = "starting"
+        self.query_one(MonitorPane).log_line(f"[b]starting[/b] {history.name}")
+        self.action_pane("monitor")
+        run.start()
+
+    def _post(self, event: Event) -> None:
+        """Called on the training thread: hand the event over, nothing else."""
+        self.post_message(EngineEvent(event))
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        event = message.event
+        self.history.apply(event)
+        line = event_line(event)
+        if line:
+            self.query_one(MonitorPane).log_line(line)
+        if isinstance(event, Alert):
+            self.notify(event.message, title=event.code.replace("_", " "), timeout=10,
+                        severity="error" if event.level == "error" else "warning")
+        if isinstance(event, (RunFinished, RunFailed)):
+            self._ended(event)
+
+    def _ended(self, event: RunFinished | RunFailed) -> None:
+        self.query_one(ResultsPane).show(self.history)
+        self.query_one(RunsPane).action_reload()
+        if isinstance(event, RunFailed):
+            self.notify(event.error or event.status, title=f"run {event.status}", severity="error", timeout=15)
+        elif event.status == "finished":
+            self.action_pane("results")
+        if self.quitting:
+            self.exit()
+
+    def action_pause(self) -> None:
+        if not self.active:
+            self.notify("no active run", severity="warning")
+        elif self.job.paused:
+            self.job.resume()
+        else:
+            self.job.pause()
+        self.redraw()
+
+    def action_stop(self) -> None:
+        if not self.active:
+            self.notify("no active run", severity="warning")
+            return
+        self.job.stop()
+        self.notify("stopping: a checkpoint is saved first")
+
+    # views ------------------------------------------------------------------
+    def redraw(self) -> None:
+        paused = self.active and self.job.paused
+        self.query_one("#status", Static).update(status_line(self.history, paused))
+        switcher = self.query_one(ContentSwitcher)
+        if switcher.current == "monitor":
+            self.query_one(MonitorPane).draw(self.history)
+
+    def action_pane(self, name: str) -> None:
+        self.query_one(ContentSwitcher).current = name
+        if name == "monitor":
+            self.query_one(MonitorPane).draw(self.history, force=True)
+        if name == "results" and self.history.status not in ("idle", "starting", "running"):
+            self.query_one(ResultsPane).show(self.history)
+        focus = {"runs": "#runs-table", "monitor": "#monitor-tabs Tabs"}.get(name)
+        self.set_focus(self.query_one(focus) if focus else None)
+
+    def action_tab(self, name: str) -> None:
+        if self.query_one(ContentSwitcher).current == "monitor":
+            self.query_one(TabbedContent).active = f"tab-{name}"
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_export(self) -> None:
+        h = self._export_target()
+        if h is None or not h.rows:
+            self.notify("nothing to export yet: start a run or open one in the runs pane", severity="warning")
+            return
+        folder = export_folder(h, self.runs_dir)
+        try:
+            csv_path = write_epochs_csv(h, folder)
+            svg = self.save_screenshot(path=str(folder), filename=f"screen-{time.strftime('%Y%m%d-%H%M%S')}.svg")
+        except OSError as exc:
+            self.notify(f"export failed: {exc.strerror}", severity="error")
+            return
+        self.notify(f"wrote {csv_path} and {svg}", title="exported")
+
+    def _export_target(self) -> RunHistory | None:
+        if self.query_one(ContentSwitcher).current == "runs":
+            runs = self.query_one(RunsPane)
+            return runs.history(runs.opened) if runs.opened else None
+        return self.history if self.history.rows else None
+
+    async def action_quit(self) -> None:
+        if not self.active:
+            self.exit()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.quitting = True
+                self.job.stop()
+                self.notify("stopping the run: saving a checkpoint, then quitting")
+        self.push_screen(ConfirmQuit(), answered)

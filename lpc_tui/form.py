@@ -1,0 +1,118 @@
+"""The configure pane's model: what the user typed, checked field by field.
+
+Layers as in `lpc run` (config_io.build_config): defaults < the dataset's
+profile < the --config file < the command line < what the user edits here.
+Fields the user has not touched follow the layers, so picking another
+dataset brings that dataset's recipe (epochs, gamma cap, ...) along.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from lpc_engine.backbones import BACKBONES
+from lpc_engine.config import GAMMA_SCHEDULES, LR_SCHEDULES, MERGE_POLICIES, RunConfig, leaf_fields, to_flat
+from lpc_engine.config import _check_range
+from lpc_engine.config_io import build_config
+from lpc_engine.data import DATASETS
+from lpc_engine.errors import ConfigError
+from lpc_engine.presets import PRESETS
+
+
+@dataclass(frozen=True)
+class FormField:
+    name: str  # the config leaf name
+    label: str
+    choices: tuple[tuple[str, str], ...] = ()  # (value, shown text); empty = typed in
+
+
+def _presets() -> tuple[tuple[str, str], ...]:
+    return tuple((key, f"{p.name:<10} {p.description}") for key, p in PRESETS.items())
+
+
+def _plain(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((v, v) for v in values)
+
+
+FORM_FIELDS: tuple[FormField, ...] = (
+    FormField("preset", "preset", _presets()),
+    FormField("dataset", "dataset", _plain(DATASETS)),
+    FormField("backbone", "backbone", _plain(BACKBONES)),
+    FormField("latent_dim", "width d"),
+    FormField("epochs", "epochs"),
+    FormField("batch_size", "batch"),
+    FormField("lr", "lr"),
+    FormField("lr_schedule", "lr sched.", _plain(LR_SCHEDULES)),
+    FormField("seed", "seed"),
+    FormField("gamma_schedule", "γ sched.", _plain(GAMMA_SCHEDULES)),
+    FormField("gamma_init", "γ init"),
+    FormField("gamma_factor", "γ factor"),
+    FormField("gamma_step_epochs", "γ step"),
+    FormField("gamma_max", "γ max"),
+    FormField("merge_policy", "on merge", _plain(MERGE_POLICIES)),
+)
+FIELD_NAMES = tuple(f.name for f in FORM_FIELDS)
+
+
+@dataclass
+class FormModel:
+    """Edits over fixed base layers; `check()` gives the config or the errors."""
+
+    file_values: dict[str, Any] | None = None
+    flags: dict[str, Any] = field(default_factory=dict)
+    edits: dict[str, str] = field(default_factory=dict)
+
+    def edit(self, name: str, raw: str) -> None:
+        self.edits[name] = raw.strip()
+
+    def check(self) -> tuple[RunConfig | None, dict[str, str]]:
+        """The resolved config and {field: reason} for every invalid field
+        ("" for an error that belongs to no field of the form)."""
+        errors: dict[str, str] = {}
+        parsed: dict[str, Any] = {}
+        for name, raw in self.edits.items():
+            try:
+                parsed[name] = parse_field(name, raw)
+            except ConfigError as exc:
+                errors[name] = _reason(name, str(exc))
+        if errors:
+            return None, errors
+        try:
+            return build_config(self.file_values, {**self.flags, **parsed}), {}
+        except ConfigError as exc:
+            name = str(exc).split(":", 1)[0]
+            key = name if name in FIELD_NAMES else ""
+            return None, {key: _reason(name, str(exc)) if key else str(exc)}
+
+    def shown(self, cfg: RunConfig | None) -> dict[str, str]:
+        """The text each field shows: the user's edit, or the resolved value."""
+        base = to_flat(cfg) if cfg is not None else {}
+        return {name: self.edits.get(name, format_value(base.get(name, ""))) for name in FIELD_NAMES}
+
+
+def parse_field(name: str, raw: str) -> Any:
+    """The typed value of one field's text, range-checked, or a ConfigError."""
+    section_field = leaf_fields()[name][1]
+    kind = section_field.type if isinstance(section_field.type, str) else section_field.type.__name__
+    try:
+        value: Any = {"int": int, "float": float}.get(kind, str)(raw)
+    except ValueError:
+        want = "a whole number" if kind == "int" else "a number"
+        raise ConfigError(f"{name}: expected {want}, got {raw!r}") from None
+    _check_range(name, section_field.metadata, value)
+    return value
+
+
+def format_value(value: Any) -> str:
+    """Numbers as a researcher types them: 0.01, 1e+06 -> 1e6."""
+    if isinstance(value, float):
+        text = f"{value:g}"
+        return text.replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
+    return str(value)
+
+
+def _reason(name: str, message: str) -> str:
+    """The message without its leading 'field: '."""
+    prefix = f"{name}: "
+    return message[len(prefix):] if message.startswith(prefix) else message

@@ -1,0 +1,48 @@
+"""Modal screens: the key help and the quit confirmation."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+HELP = """[b]LPC Studio keys[/b]
+
+  [b]c[/b]  configure     Tab / Shift+Tab move between fields,
+                    Esc leaves a field so the letter keys work
+  [b]s[/b]  start the configured run
+  [b]p[/b]  pause / resume the run
+  [b]x[/b]  stop the run (it saves a checkpoint first)
+  [b]m[/b]  monitor       1-4 switch Curves / Nodes / Metrics / Log,
+                    [ ] page the node histograms
+  [b]t[/b]  results       robustness and Tables I, II, IV vs the paper
+  [b]r[/b]  runs          Enter opens, Space marks runs to overlay,
+                    R resumes the run under the cursor, g reloads
+  [b]e[/b]  export        the run's epochs as CSV and an SVG screenshot
+  [b]q[/b]  quit          asks first when a run is active
+  [b]?[/b]  this help     Esc closes it"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(HELP)
+
+    def action_dismiss(self, result: None = None) -> None:
+        self.dismiss(None)
+
+
+class ConfirmQuit(ModalScreen[bool]):
+    BINDINGS = [Binding("y", "answer(True)", "yes"), Binding("n,escape", "answer(False)", "no")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static("A run is active.\nStop it (a checkpoint is saved) and quit?\n\n"
+                         "[b]y[/b] yes    [b]n[/b] no")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)

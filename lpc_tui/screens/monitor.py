@@ -1,0 +1,70 @@
+"""Monitor pane: live curves, per-node histograms, collapse metrics with the
+class codebook, and the event log. The app pushes a RunHistory down with
+`draw`, at most ~10 times a second; only the visible tab actually renders."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.widgets import RichLog, Static, TabbedContent, TabPane
+
+from ..history import RunHistory
+from ..widgets.histograms import NodeHistograms
+from ..widgets.plots import Series, SeriesPlot
+from ..widgets.tables import codebook_text, metrics_table
+
+
+class MonitorPane(Vertical):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.drawn_version = -1
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(id="monitor-tabs"):
+            with TabPane("Curves 1", id="tab-curves"), Grid(id="curves"):
+                yield SeriesPlot("loss: CE and penalty (log)", log_y=True, id="plot-loss")
+                yield SeriesPlot("accuracy: train, test", id="plot-acc")
+                yield SeriesPlot("latent norm: mean ± std (log)", log_y=True, id="plot-norm")
+                yield SeriesPlot("gamma (log, left) · lr (right)", log_y=True, id="plot-gamma")
+            with TabPane("Nodes 2", id="tab-nodes"):
+                yield NodeHistograms(id="nodes")
+            with TabPane("Metrics 3", id="tab-metrics"), Horizontal():
+                yield Static(id="metrics", classes="panel")
+                with VerticalScroll(classes="panel"):
+                    yield Static(id="codebook")
+            with TabPane("Log 4", id="tab-log"):
+                yield RichLog(id="log", wrap=True, markup=True, max_lines=2000)
+
+    def log_line(self, text: str) -> None:
+        self.query_one("#log", RichLog).write(text)
+
+    def draw(self, h: RunHistory, force: bool = False) -> None:
+        """Push the history into the widgets if it changed since the last draw."""
+        if h.version == self.drawn_version and not force:
+            return
+        self.drawn_version = h.version
+        x_max = h.epochs or None
+        for plot_id, series in curve_series(h).items():
+            self.query_one(f"#{plot_id}", SeriesPlot).show(series, x_max)
+        self.query_one("#nodes", NodeHistograms).show(h.latents)
+        self.query_one("#metrics", Static).update(metrics_table(h.metrics, h.metrics_epoch))
+        self.query_one("#codebook", Static).update(codebook_text(h.latents))
+
+
+def curve_series(h: RunHistory) -> dict[str, list[Series]]:
+    """Every chart's series, from the epoch rows."""
+    epochs, norm = h.series("latent_norm_mean")
+    _, cov = h.series("latent_norm_cov")
+    low = [m * max(1e-12, 1 - c) for m, c in zip(norm, cov)]
+    high = [m * (1 + c) for m, c in zip(norm, cov)]
+    return {
+        "plot-loss": [Series("CE", *h.series("ce"), color="cyan"),
+                      Series("penalty", *h.series("penalty"), color="magenta")],
+        "plot-acc": [Series("train", *h.series("train_acc"), color="cyan"),
+                     Series("test", *h.series("test_acc"), color="green")],
+        "plot-norm": [Series("±std", epochs, high, color="gray", marker="dot"),
+                      Series("", epochs, low, color="gray", marker="dot"),
+                      Series("mean", epochs, norm, color="yellow")],  # drawn last, on top
+        "plot-gamma": [Series("gamma", *h.series("gamma"), color="magenta"),
+                       Series("lr", *h.series("lr"), color="blue", yside="right")],
+    }

@@ -1,0 +1,129 @@
+"""Runs pane: the runs in the runs directory; open one to see its curves
+from events.jsonl, mark several (space) to overlay their curves and compare
+their numbers, resume an unfinished one (R)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Static
+
+from lpc_engine.store import list_runs
+
+from ..history import RunHistory, history_from_disk
+from ..widgets.plots import Series, SeriesPlot
+from ..widgets.tables import fmt
+
+COLORS = ("cyan", "magenta", "green", "yellow", "blue", "red", "white")
+COLUMNS = ("", "name", "preset", "dataset", "epochs", "test acc", "R", "robust.", "status")
+
+
+class RunsPane(Vertical):
+    BINDINGS = [Binding("space", "mark", "mark"), Binding("enter", "open", "open", show=False),
+                Binding("R", "resume", "resume"), Binding("g", "reload", "reload list")]
+
+    class ResumeRequested(Message):
+        def __init__(self, run_dir: Path) -> None:
+            super().__init__()
+            self.run_dir = run_dir
+
+    def __init__(self, runs_dir: str | Path, **kwargs):
+        super().__init__(**kwargs)
+        self.runs_dir = Path(runs_dir)
+        self.marked: list[str] = []
+        self.loaded: dict[str, RunHistory] = {}
+        self.opened: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        with Grid(id="runs-curves"):
+            yield SeriesPlot("test accuracy", y_range=(0.0, 1.0), id="runs-acc")
+            yield SeriesPlot("latent norm (log)", log_y=True, id="runs-norm")
+        yield Static(id="runs-compare")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for column in COLUMNS:
+            table.add_column(column, key=column or "mark")
+        self.action_reload()
+
+    def action_reload(self) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        self.loaded.clear()
+        for run in list_runs(self.runs_dir):
+            summary = (history_from_disk(self.runs_dir / run["name"]).summary or {})
+            table.add_row("●" if run["name"] in self.marked else " ", run["name"], run["preset"],
+                          run["dataset"], f"{run['epochs_done']}/{run['epochs']}", fmt(run["test_acc"]),
+                          fmt((summary.get("metrics") or {}).get("separation_ratio")),
+                          fmt((summary.get("robustness") or {}).get("robustness_mean")),
+                          run["status"], key=run["name"])
+        if table.row_count and self.opened is None:
+            self.action_open()
+
+    def _cursor_name(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def history(self, name: str) -> RunHistory:
+        if name not in self.loaded:
+            self.loaded[name] = history_from_disk(self.runs_dir / name)
+        return self.loaded[name]
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        self.opened = self._cursor_name()
+        self.draw()
+
+    def action_mark(self) -> None:
+        name = self._cursor_name()
+        if name is None:
+            return
+        if name in self.marked:
+            self.marked.remove(name)
+        else:
+            self.marked.append(name)
+        table = self.query_one(DataTable)
+        table.update_cell(name, "mark", "●" if name in self.marked else " ")
+        self.draw()
+
+    def action_resume(self) -> None:
+        name = self._cursor_name()
+        if name is not None:
+            self.post_message(self.ResumeRequested(self.runs_dir / name))
+
+    def shown_names(self) -> list[str]:
+        """The marked runs (overlay), or else the opened one."""
+        return list(self.marked) or ([self.opened] if self.opened else [])
+
+    def draw(self) -> None:
+        names = self.shown_names()
+        histories = [(n, self.history(n)) for n in names]
+        x_max = max((h.epochs for _, h in histories), default=0) or None
+        for plot_id, key in (("runs-acc", "test_acc"), ("runs-norm", "latent_norm_mean")):
+            series = [Series(n[:16], *h.series(key), color=COLORS[i % len(COLORS)])
+                      for i, (n, h) in enumerate(histories)]
+            self.query_one(f"#{plot_id}", SeriesPlot).show(series, x_max)
+        self.query_one("#runs-compare", Static).update(compare_table(histories))
+
+
+def compare_table(histories: list[tuple[str, RunHistory]]) -> Table:
+    """The shown runs' final numbers side by side."""
+    table = Table(title="compare (space marks runs)", title_justify="left", padding=(0, 1))
+    for header in ("run", "acc", "R", "trΣW/trΣT", "peak d.", "robust.", "status"):
+        table.add_column(header, justify="left" if header in ("run", "status") else "right")
+    for name, h in histories:
+        m, rob = h.summary.get("metrics") or h.metrics, h.summary.get("robustness") or h.robustness
+        table.add_row(name, fmt(h.summary.get("test_acc")), fmt(m.get("separation_ratio")),
+                      fmt(m.get("sigma_w_trace_ratio")), fmt(m.get("gmm_peak_distance_mean")),
+                      fmt(rob.get("robustness_mean")), h.status)
+    return table
