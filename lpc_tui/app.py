@@ -62,12 +62,16 @@ class LpcApp(App):
         self.quitting = False
 
     def compose(self) -> ComposeResult:
-        with ContentSwitcher(initial="configure", id="panes"):
-            yield ConfigurePane(self.form, id="configure")
-            yield MonitorPane(id="monitor")
-            yield ResultsPane(id="results")
-            yield RunsPane(self.runs_dir, id="runs")
-        yield Static(id="status")
+        # Kept as attributes: queries would search a modal screen when one is open.
+        self.configure = ConfigurePane(self.form, id="configure")
+        self.monitor = MonitorPane(id="monitor")
+        self.results = ResultsPane(id="results")
+        self.runs = RunsPane(self.runs_dir, id="runs")
+        self.switcher = ContentSwitcher(initial="configure", id="panes")
+        self.status_bar = Static(id="status")
+        with self.switcher:
+            yield from (self.configure, self.monitor, self.results, self.runs)
+        yield self.status_bar
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -83,7 +87,7 @@ class LpcApp(App):
         if self.active:
             self.notify("a run is already active (x stops it)", severity="warning")
             return
-        pane = self.query_one(ConfigurePane)
+        pane = self.configure
         if pane.cfg is None:
             self.notify("fix the fields marked in red first", severity="error")
             self.action_pane("configure")
@@ -111,7 +115,7 @@ class LpcApp(App):
     def _launch(self, run: BackgroundRun, history: RunHistory) -> None:
         self.job, self.history = run, history
         history.status = "starting"
-        self.query_one(MonitorPane).log_line(f"[b]starting[/b] {history.name}")
+        self.monitor.log_line(f"[b]starting[/b] {history.name}")
         self.action_pane("monitor")
         run.start()
 
@@ -124,7 +128,7 @@ class LpcApp(App):
         self.history.apply(event)
         line = event_line(event)
         if line:
-            self.query_one(MonitorPane).log_line(line)
+            self.monitor.log_line(line)
         if isinstance(event, Alert):
             self.notify(event.message, title=event.code.replace("_", " "), timeout=10,
                         severity="error" if event.level == "error" else "warning")
@@ -132,8 +136,8 @@ class LpcApp(App):
             self._ended(event)
 
     def _ended(self, event: RunFinished | RunFailed) -> None:
-        self.query_one(ResultsPane).show(self.history)
-        self.query_one(RunsPane).action_reload()
+        self.results.show(self.history)
+        self.runs.action_reload()
         if isinstance(event, RunFailed):
             self.notify(event.error or event.status, title=f"run {event.status}", severity="error", timeout=15)
         elif event.status == "finished":
@@ -160,23 +164,23 @@ class LpcApp(App):
     # views ------------------------------------------------------------------
     def redraw(self) -> None:
         paused = self.active and self.job.paused
-        self.query_one("#status", Static).update(status_line(self.history, paused))
-        switcher = self.query_one(ContentSwitcher)
+        self.status_bar.update(status_line(self.history, paused))
+        switcher = self.switcher
         if switcher.current == "monitor":
-            self.query_one(MonitorPane).draw(self.history)
+            self.monitor.draw(self.history)
 
     def action_pane(self, name: str) -> None:
-        self.query_one(ContentSwitcher).current = name
+        self.switcher.current = name
         if name == "monitor":
-            self.query_one(MonitorPane).draw(self.history, force=True)
+            self.monitor.draw(self.history, force=True)
         if name == "results" and self.history.status not in ("idle", "starting", "running"):
-            self.query_one(ResultsPane).show(self.history)
+            self.results.show(self.history)
         focus = {"runs": "#runs-table", "monitor": "#monitor-tabs Tabs"}.get(name)
-        self.set_focus(self.query_one(focus) if focus else None)
+        self.set_focus(self.switcher.query_one(focus) if focus else None)
 
     def action_tab(self, name: str) -> None:
-        if self.query_one(ContentSwitcher).current == "monitor":
-            self.query_one(TabbedContent).active = f"tab-{name}"
+        if self.switcher.current == "monitor":
+            self.monitor.query_one(TabbedContent).active = f"tab-{name}"
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
@@ -196,9 +200,8 @@ class LpcApp(App):
         self.notify(f"wrote {csv_path} and {svg}", title="exported")
 
     def _export_target(self) -> RunHistory | None:
-        if self.query_one(ContentSwitcher).current == "runs":
-            runs = self.query_one(RunsPane)
-            return runs.history(runs.opened) if runs.opened else None
+        if self.switcher.current == "runs":
+            return self.runs.history(self.runs.opened) if self.runs.opened else None
         return self.history if self.history.rows else None
 
     async def action_quit(self) -> None:

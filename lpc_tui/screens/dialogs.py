@@ -11,15 +11,15 @@ from textual.widgets import Static
 HELP = """[b]LPC Studio keys[/b]
 
   [b]c[/b]  configure     Tab / Shift+Tab move between fields,
-                    Esc leaves a field so the letter keys work
+                   Esc leaves a field so the letter keys work
   [b]s[/b]  start the configured run
   [b]p[/b]  pause / resume the run
   [b]x[/b]  stop the run (it saves a checkpoint first)
   [b]m[/b]  monitor       1-4 switch Curves / Nodes / Metrics / Log,
-                    [ ] page the node histograms
+                   [ ] page the node histograms
   [b]t[/b]  results       robustness and Tables I, II, IV vs the paper
   [b]r[/b]  runs          Enter opens, Space marks runs to overlay,
-                    R resumes the run under the cursor, g reloads
+                   R resumes the run under the cursor, g reloads
   [b]e[/b]  export        the run's epochs as CSV and an SVG screenshot
   [b]q[/b]  quit          asks first when a run is active
   [b]?[/b]  this help     Esc closes it"""

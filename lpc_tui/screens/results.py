@@ -16,7 +16,7 @@ from ..widgets.tables import paper_comparison, robustness_table, run_values
 class ResultsPane(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Static(Text("results appear here when a run ends (or open one in the runs pane, r)",
-                          style="dim"), id="results")
+                          style="dim"), id="results-body")
 
     def show(self, h: RunHistory) -> None:
         head = Text(f"{h.name or 'run'} · {h.status} · epoch {h.epoch}/{h.epochs}", style="bold")
@@ -26,4 +26,4 @@ class ResultsPane(VerticalScroll):
         parts = [head, paper_comparison(values)]
         if h.robustness:
             parts.insert(1, robustness_table(h.robustness))
-        self.query_one("#results", Static).update(Group(*parts))
+        self.query_one("#results-body", Static).update(Group(*parts))

@@ -13,19 +13,20 @@ from textual.containers import Grid, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from lpc_engine.store import list_runs
+from lpc_engine.store import RunStore, list_runs
 
 from ..history import RunHistory, history_from_disk
 from ..widgets.plots import Series, SeriesPlot
 from ..widgets.tables import fmt
 
 COLORS = ("cyan", "magenta", "green", "yellow", "blue", "red", "white")
-COLUMNS = ("", "name", "preset", "dataset", "epochs", "test acc", "R", "robust.", "status")
+COLUMNS = ("", "name", "status", "test acc", "R", "robust.", "epochs", "preset", "dataset")
 
 
 class RunsPane(Vertical):
-    BINDINGS = [Binding("space", "mark", "mark"), Binding("enter", "open", "open", show=False),
-                Binding("R", "resume", "resume"), Binding("g", "reload", "reload list")]
+    # Listed in the hint line above the table, so the footer keeps the global keys.
+    BINDINGS = [Binding("space", "mark", "mark", show=False), Binding("enter", "open", "open", show=False),
+                Binding("R", "resume", "resume", show=False), Binding("g", "reload", "reload", show=False)]
 
     class ResumeRequested(Message):
         def __init__(self, run_dir: Path) -> None:
@@ -40,6 +41,7 @@ class RunsPane(Vertical):
         self.opened: str | None = None
 
     def compose(self) -> ComposeResult:
+        yield Static("Enter open · Space mark for overlay · R resume · g reload", id="runs-hint")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         with Grid(id="runs-curves"):
             yield SeriesPlot("test accuracy", y_range=(0.0, 1.0), id="runs-acc")
@@ -57,12 +59,12 @@ class RunsPane(Vertical):
         table.clear()
         self.loaded.clear()
         for run in list_runs(self.runs_dir):
-            summary = (history_from_disk(self.runs_dir / run["name"]).summary or {})
-            table.add_row("●" if run["name"] in self.marked else " ", run["name"], run["preset"],
-                          run["dataset"], f"{run['epochs_done']}/{run['epochs']}", fmt(run["test_acc"]),
-                          fmt((summary.get("metrics") or {}).get("separation_ratio")),
+            summary = RunStore(self.runs_dir / run["name"]).read_summary() or {}
+            table.add_row("●" if run["name"] in self.marked else " ", run["name"], run["status"],
+                          fmt(run["test_acc"]), fmt((summary.get("metrics") or {}).get("separation_ratio")),
                           fmt((summary.get("robustness") or {}).get("robustness_mean")),
-                          run["status"], key=run["name"])
+                          f"{run['epochs_done']}/{run['epochs']}", run["preset"], run["dataset"],
+                          key=run["name"])
         if table.row_count and self.opened is None:
             self.action_open()
 

@@ -1,0 +1,264 @@
+"""Pilot tests of LpcApp: configure -> start -> events -> finish -> results
+on a scripted stream, pause, stop, resume, the merge-alert policy, the runs
+pane, export, errors in the worker, quitting during a run; and one short
+real run on `synthetic`."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import pytest
+from rich.console import Console
+from textual.widgets import Button, ContentSwitcher, Input, Label, Static
+
+from lpc_engine import build_config, train
+from lpc_engine.train import Control
+from lpc_tui.app import LpcApp
+from lpc_tui.screens.dialogs import ConfirmQuit, HelpScreen
+from lpc_tui.screens.runs import RunsPane
+from scripted import ScriptedTrain, aio, write_saved_run
+
+SIZE = (80, 24)
+SYNTH = {"dataset": "synthetic"}
+
+
+async def until(pilot, condition, timeout: float = 20.0) -> None:
+    """Let the app run until `condition()` holds (events come from a thread)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(0.02)
+
+
+def text_of(app, selector: str) -> str:
+    """What a Static shows, as plain text (rendered 100 columns wide)."""
+    content = app.query_one(selector, Static).content
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(content)
+    return console.export_text()
+
+
+def pane(app) -> str:
+    return app.query_one(ContentSwitcher).current
+
+
+def names(app) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+@aio
+async def test_configure_start_events_finish_results(tmp_path) -> None:
+    script = ScriptedTrain(epochs=6)
+    app = LpcApp(runs_dir=tmp_path, flags=SYNTH, train_fn=script)
+    async with app.run_test(size=SIZE) as pilot:
+        assert pane(app) == "configure"
+        await pilot.press("s")
+        await until(pilot, lambda: app.history.status == "finished")
+        await pilot.pause(0.2)
+        assert pane(app) == "results"
+        h = app.history
+        assert [r["epoch"] for r in h.rows] == [1, 2, 3, 4, 5, 6]
+        assert h.metrics["separation_ratio"] == 12.5 and h.robustness["robustness_mean"] == 0.31
+        results = text_of(app, "#results-body")
+        assert "Table I" in results and "paper LPC" in results and "12.5" in results
+        assert "0.31" in results  # the robustness table
+        run_dir = tmp_path / h.name
+        assert h.run_dir == str(run_dir) and h.name.startswith("lpc-synthetic-s0-")
+
+
+@aio
+async def test_invalid_field_is_marked_and_start_refused(tmp_path) -> None:
+    script = ScriptedTrain()
+    app = LpcApp(runs_dir=tmp_path, flags=SYNTH, train_fn=script)
+    async with app.run_test(size=SIZE) as pilot:
+        gamma_max = app.query_one("#field-gamma_max", Input)
+        gamma_max.value = "1e-5"  # below gamma_init
+        await pilot.pause()
+        error = app.query_one("#error-gamma_max", Label)
+        assert error.display and "must be >= gamma_init" in str(error.render())
+        assert gamma_max.has_class("invalid") and app.query_one("#start", Button).disabled
+        app.set_focus(None)
+        await pilot.press("s")
+        await pilot.pause()
+        assert app.job is None and not script.played
+        assert any("fix the fields" in n for n in names(app))
+        gamma_max.value = "100"
+        await pilot.pause()
+        assert not error.display and not app.query_one("#start", Button).disabled
+
+
+@aio
+async def test_untouched_fields_follow_the_dataset_profile(tmp_path) -> None:
+    app = LpcApp(runs_dir=tmp_path, train_fn=ScriptedTrain())
+    async with app.run_test(size=SIZE) as pilot:
+        epochs = app.query_one("#field-epochs", Input)
+        assert epochs.value == "100"  # the digits profile
+        app.query_one("#field-lr", Input).value = "0.001"  # a user edit
+        await pilot.pause()
+        app.query_one("#field-dataset").value = "cifar10"
+        await pilot.pause()
+        assert epochs.value == "800"  # the paper's recipe came along
+        assert app.query_one("#field-gamma_max", Input).value == "1e6"
+        assert app.query_one("#field-lr", Input).value == "0.001"  # the edit stays
+        cfg = app.query_one("#configure").cfg
+        assert cfg.optim.lr == 0.001 and cfg.epochs == 800 and cfg.model.backbone == "resnet18"
+
+
+@aio
+async def test_pause_resume_and_stop(tmp_path) -> None:
+    script = ScriptedTrain(epochs=50, hold_after=2, epoch_seconds=0.05)
+    app = LpcApp(runs_dir=tmp_path, flags=SYNTH, train_fn=script)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("s")
+        await until(pilot, lambda: app.history.epoch == 2)
+        await pilot.press("p")
+        assert app.job.paused
+        script.release.set()
+        await pilot.pause(0.2)
+        assert app.history.epoch == 2  # paused: nothing more arrives
+        assert "paused" in text_of(app, "#status")
+        await pilot.press("p")
+        await until(pilot, lambda: app.history.epoch > 2)
+        await pilot.press("x")
+        await until(pilot, lambda: app.history.status == "stopped")
+        assert app.history.epoch < 50 and not app.active
+
+
+@pytest.mark.parametrize("policy, paused", [("warn", False), ("pause", True)])
+@aio
+async def test_merge_alert_toast_log_and_policy(tmp_path, policy, paused) -> None:
+    script = ScriptedTrain(epochs=6, alert_at=3, hold_after=4)
+    app = LpcApp(runs_dir=tmp_path, flags={**SYNTH, "merge_policy": policy}, train_fn=script)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("s")
+        await until(pilot, lambda: app.history.alerts)
+        await pilot.pause(0.2)
+        assert any("merging at the origin" in n for n in names(app))
+        assert app.job.paused is paused
+        assert ("paused" in text_of(app, "#status")) is paused
+        script.release.set()
+        if paused:
+            await pilot.press("p")
+        await until(pilot, lambda: app.history.status == "finished")
+
+
+@aio
+async def test_worker_exception_is_shown_and_the_app_lives(tmp_path) -> None:
+    app = LpcApp(runs_dir=tmp_path, flags=SYNTH, train_fn=ScriptedTrain(fail_at=3))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("s")
+        await until(pilot, lambda: app.history.status == "error")
+        await pilot.pause(0.2)
+        assert "scripted failure in the worker" in app.history.error
+        assert any("scripted failure" in n for n in names(app))
+        await pilot.press("c")  # still responsive
+        assert pane(app) == "configure" and app.is_running
+
+
+@aio
+async def test_quit_during_a_run_asks_then_stops_it(tmp_path) -> None:
+    script = ScriptedTrain(epochs=50, hold_after=2)
+    app = LpcApp(runs_dir=tmp_path, flags=SYNTH, train_fn=script)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("s")
+        await until(pilot, lambda: app.history.epoch == 2)
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmQuit)
+        await pilot.press("n")
+        assert app.active and not isinstance(app.screen, ConfirmQuit)
+        await pilot.press("q")
+        await pilot.press("y")
+        await until(pilot, lambda: not app.is_running)
+    assert app.history.status == "stopped"
+    assert isinstance(script.played[-2], type(script.played[-2])) and script.played[-2].kind == "checkpoint"
+
+
+@aio
+async def test_help_screen_lists_the_keys(tmp_path) -> None:
+    app = LpcApp(runs_dir=tmp_path, train_fn=ScriptedTrain())
+    async with app.run_test(size=SIZE) as pilot:
+        app.set_focus(None)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        shown = str(app.screen.query_one(Static).render())
+        for key in ("start", "pause", "stop", "export", "quit", "runs", "monitor", "configure"):
+            assert key in shown
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+@aio
+async def test_runs_pane_lists_opens_and_overlays(tmp_path) -> None:
+    write_saved_run(tmp_path, "alpha", 5)
+    write_saved_run(tmp_path, "beta", 8, scale=0.5, status="stopped")
+    app = LpcApp(runs_dir=tmp_path, train_fn=ScriptedTrain())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("r")
+        runs = app.query_one(RunsPane)
+        table = runs.query_one("#runs-table")
+        assert table.row_count == 2
+        assert runs.opened is not None and runs.shown_names() == [runs.opened]
+        await pilot.press("space", "down", "space")
+        assert sorted(runs.marked) == ["alpha", "beta"]
+        acc = runs.query_one("#runs-acc")
+        assert sorted(s.label for s in acc.series) == ["alpha", "beta"]
+        beta = next(s for s in acc.series if s.label == "beta")
+        assert len(beta.xs) == 8
+        compare = text_of(app, "#runs-compare")
+        assert "alpha" in compare and "beta" in compare and "stopped" in compare
+
+
+@aio
+async def test_export_writes_csv_and_svg(tmp_path) -> None:
+    app = LpcApp(runs_dir=tmp_path, flags=SYNTH, train_fn=ScriptedTrain(epochs=4))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("s")
+        await until(pilot, lambda: app.history.status == "finished")
+        await pilot.press("e")
+        await pilot.pause()
+    run_dir = tmp_path / app.history.name
+    lines = (run_dir / "epochs.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,loss,ce,penalty,gamma") and len(lines) == 5
+    assert list(run_dir.glob("screen-*.svg"))
+
+
+@aio
+async def test_a_taken_run_name_is_refused(tmp_path) -> None:
+    write_saved_run(tmp_path, "taken", 2)
+    script = ScriptedTrain()
+    app = LpcApp(runs_dir=tmp_path, flags=SYNTH, train_fn=script)
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one("#run-name", Input).value = "taken"
+        app.set_focus(None)
+        await pilot.press("s")
+        await pilot.pause()
+        assert app.job is None and any("already exists" in n for n in names(app))
+
+
+@aio
+async def test_real_synthetic_run_stop_and_resume_from_the_runs_pane(tmp_path) -> None:
+    """The real engine in the worker: start, stop mid-run (a checkpoint is
+    saved), resume from the runs pane, finish with every epoch once."""
+    flags = {**SYNTH, "epochs": 20, "robustness_samples": 20, "device": "cpu"}
+    app = LpcApp(runs_dir=tmp_path, flags=flags)
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one("#run-name", Input).value = "real"
+        app.set_focus(None)
+        await pilot.press("s")
+        await until(pilot, lambda: app.history.epoch >= 1)
+        await pilot.press("x")
+        await until(pilot, lambda: not app.active)
+        assert app.history.status == "stopped" and app.history.epoch < 20
+        await pilot.press("r")
+        runs = app.query_one(RunsPane)
+        assert runs.query_one("#runs-table").row_count == 1
+        await pilot.press("R")
+        await until(pilot, lambda: app.history.status == "finished", timeout=60)
+    rows = [json.loads(line) for line in (tmp_path / "real" / "events.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows if r["event"] == "epoch"] == list(range(1, 21))
+    assert json.loads((tmp_path / "real" / "summary.json").read_text())["status"] == "finished"
+    assert app.history.robustness["samples"] == 20
+    assert [r["epoch"] for r in app.history.rows] == list(range(1, 21))  # disk rows + resumed ones
