@@ -250,7 +250,7 @@ async def test_real_synthetic_run_stop_and_resume_from_the_runs_pane(tmp_path) -
         await pilot.press("s")
         await until(pilot, lambda: app.history.epoch >= 1)
         await pilot.press("x")
-        await until(pilot, lambda: not app.active)
+        await until(pilot, lambda: app.history.status != "running" and not app.active)
         assert app.history.status == "stopped" and app.history.epoch < 20
         await pilot.press("r")
         runs = app.query_one(RunsPane)
