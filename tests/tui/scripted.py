@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,8 +123,10 @@ def summary(epoch: int, status: str) -> dict:
             "robustness": dict(ROBUSTNESS) if status == "finished" else {}}
 
 
-def write_saved_run(runs_dir: Path, name: str, epochs: int, scale: float = 1.0, status: str = "finished") -> Path:
-    """A run directory as the engine leaves it, from scripted rows."""
+def write_saved_run(runs_dir: Path, name: str, epochs: int, scale: float = 1.0, status: str = "finished",
+                    mtime: float = 1.7e9) -> Path:
+    """A run directory as the engine leaves it, from scripted rows; `mtime`
+    fixes its place in the runs list (newest first)."""
     cfg = build_config(flags={"dataset": "synthetic", "epochs": epochs})
     store = RunStore(runs_dir / name)
     store.create(to_dict(cfg), "")
@@ -136,4 +139,5 @@ def write_saved_run(runs_dir: Path, name: str, epochs: int, scale: float = 1.0, 
     store.close()
     store.write_summary({**summary(epochs, status), "metrics": metrics,
                          "test_acc": 0.95 * scale, "preset": "lpc", "dataset": "synthetic"})
+    os.utime(runs_dir / name, (mtime, mtime))
     return runs_dir / name

@@ -1,0 +1,93 @@
+"""Snapshots of the app at fixed terminal sizes (80x24, the SSH minimum, and
+120x40) on a scripted engine: configure, monitor mid-run, results, runs
+with an overlay, help. Update after a deliberate change with
+`pytest tests/tui --snapshot-update` and look at the SVGs."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from textual.widgets import Input
+
+from lpc_tui.app import LpcApp
+from scripted import ScriptedTrain, write_saved_run
+
+SIZES = [(80, 24), (120, 40)]
+
+
+async def until(pilot, condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the app"
+        await pilot.pause(0.02)
+
+
+def started(app: LpcApp, until_epoch: int | None = None, status: str | None = None):
+    """run_before: name the run, start it, wait for an epoch or a status, let the tick draw."""
+    async def run_before(pilot) -> None:
+        app.query_one("#run-name", Input).value = "demo"
+        app.set_focus(None)
+        await pilot.press("s")
+        await until(pilot, lambda: (until_epoch is not None and app.history.epoch >= until_epoch
+                                    and app.history.latents is not None)
+                    or (status is not None and app.history.status == status))
+        await pilot.pause(0.3)
+    return run_before
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_configure_pane(snap_compare, tmp_path, size) -> None:
+    assert snap_compare(LpcApp(runs_dir=tmp_path, train_fn=ScriptedTrain()), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_monitor_mid_run(snap_compare, tmp_path, request, size) -> None:
+    script = ScriptedTrain(epochs=12, hold_after=6)
+    request.addfinalizer(script.release.set)
+    app = LpcApp(runs_dir=tmp_path, flags={"dataset": "synthetic"}, train_fn=script)
+    assert snap_compare(app, terminal_size=size, run_before=started(app, until_epoch=6))
+
+
+def test_monitor_node_histograms(snap_compare, tmp_path, request) -> None:
+    script = ScriptedTrain(epochs=12, hold_after=6)
+    request.addfinalizer(script.release.set)
+    app = LpcApp(runs_dir=tmp_path, flags={"dataset": "synthetic"}, train_fn=script)
+    before = started(app, until_epoch=6)
+
+    async def nodes(pilot) -> None:
+        await before(pilot)
+        await pilot.press("2")
+        await pilot.pause(0.2)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=nodes)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_results_pane(snap_compare, tmp_path, size) -> None:
+    app = LpcApp(runs_dir=tmp_path, flags={"dataset": "synthetic"}, train_fn=ScriptedTrain(epochs=6))
+    assert snap_compare(app, terminal_size=size, run_before=started(app, status="finished"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_runs_pane_with_overlay(snap_compare, tmp_path, size) -> None:
+    write_saved_run(tmp_path, "alpha", 5, mtime=1.7e9)
+    write_saved_run(tmp_path, "beta", 8, scale=0.5, status="stopped", mtime=1.8e9)
+    app = LpcApp(runs_dir=tmp_path, train_fn=ScriptedTrain())
+
+    async def overlay(pilot) -> None:
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.press("space", "down", "space")  # beta (newest), then alpha
+        await pilot.pause(0.2)
+    assert snap_compare(app, terminal_size=size, run_before=overlay)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_help_screen(snap_compare, tmp_path, size) -> None:
+    app = LpcApp(runs_dir=tmp_path, train_fn=ScriptedTrain())
+
+    async def help_screen(pilot) -> None:
+        app.set_focus(None)
+        await pilot.press("question_mark")
+        await pilot.pause()
+    assert snap_compare(app, terminal_size=size, run_before=help_screen)
