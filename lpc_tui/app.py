@@ -162,12 +162,12 @@ class LpcApp(App):
         self.notify("stopping: a checkpoint is saved first")
 
     # views ------------------------------------------------------------------
-    def redraw(self) -> None:
+    def redraw(self, force: bool = False) -> None:
+        """The 10 Hz tick: the status line, and the monitor when it is shown."""
         paused = self.active and self.job.paused
         self.status_bar.update(status_line(self.history, paused))
-        switcher = self.switcher
-        if switcher.current == "monitor":
-            self.monitor.draw(self.history)
+        if self.switcher.current == "monitor":
+            self.monitor.draw(self.history, force)
 
     def action_pane(self, name: str) -> None:
         self.switcher.current = name

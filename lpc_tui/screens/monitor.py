@@ -4,6 +4,8 @@ class codebook, and the event log. The app pushes a RunHistory down with
 
 from __future__ import annotations
 
+import time
+
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import RichLog, Static, TabbedContent, TabPane
@@ -14,10 +16,19 @@ from ..widgets.plots import Series, SeriesPlot
 from ..widgets.tables import codebook_text, metrics_table
 
 
+# Charts are pure-Python builds (plotext, ~5-15 ms each on a 2-core CPU).
+# Redraws are paced so they take at most this share of one core, and come
+# no more often than every MIN_SECONDS: the training thread, which needs the
+# same interpreter lock, keeps nearly all of it (bench/tui_lag.py).
+CHART_DUTY = 0.05
+MIN_SECONDS = 0.1
+
+
 class MonitorPane(Vertical):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.drawn_version = -1
+        self.drawn_at = 0.0
 
     def compose(self) -> ComposeResult:
         with TabbedContent(id="monitor-tabs"):
@@ -35,14 +46,23 @@ class MonitorPane(Vertical):
             with TabPane("Log 4", id="tab-log"):
                 yield RichLog(id="log", wrap=True, markup=True, max_lines=2000)
 
+    def on_mount(self) -> None:
+        self.log_view = self.query_one("#log", RichLog)
+        self.plots = list(self.query(SeriesPlot).results())
+
     def log_line(self, text: str) -> None:
-        self.query_one("#log", RichLog).write(text)
+        self.log_view.write(text)
 
     def draw(self, h: RunHistory, force: bool = False) -> None:
-        """Push the history into the widgets if it changed since the last draw."""
+        """Push the history into the widgets if it changed since the last
+        draw and the pacing allows; a skipped change is drawn on a later tick."""
         if h.version == self.drawn_version and not force:
             return
-        self.drawn_version = h.version
+        cost = sum(p.render_seconds for p in self.plots if p.region.area)
+        now = time.monotonic()
+        if not force and now - self.drawn_at < max(MIN_SECONDS, cost / CHART_DUTY):
+            return
+        self.drawn_version, self.drawn_at = h.version, now
         x_max = h.epochs or None
         for plot_id, series in curve_series(h).items():
             self.query_one(f"#{plot_id}", SeriesPlot).show(series, x_max)

@@ -32,6 +32,7 @@ def started(app: LpcApp, until_epoch: int | None = None, status: str | None = No
         await until(pilot, lambda: (until_epoch is not None and app.history.epoch >= until_epoch
                                     and app.history.latents is not None)
                     or (status is not None and app.history.status == status))
+        app.redraw(force=True)  # the monitor paces its charts by their cost; draw now
         await pilot.pause(0.3)
     return run_before
 
