@@ -47,6 +47,7 @@ class LpcApp(App):
         Binding("t", "pane('results')", "tables"), Binding("r", "pane('runs')", "runs"),
         Binding("e", "export", "export"), Binding("q", "quit", "quit"),
         Binding("question_mark", "help", "help"),
+        Binding("escape", "leave_field", show=False),
         Binding("1", "tab('curves')", show=False), Binding("2", "tab('nodes')", show=False),
         Binding("3", "tab('metrics')", show=False), Binding("4", "tab('log')", show=False),
     ]
@@ -175,12 +176,16 @@ class LpcApp(App):
             self.monitor.draw(self.history, force=True)
         if name == "results" and self.history.status not in ("idle", "starting", "running"):
             self.results.show(self.history)
-        focus = {"runs": "#runs-table", "monitor": "#monitor-tabs Tabs"}.get(name)
+        focus = {"runs": "#runs-table", "monitor": "#monitor-tabs Tabs", "results": "#results"}.get(name)
         self.set_focus(self.switcher.query_one(focus) if focus else None)
 
     def action_tab(self, name: str) -> None:
         if self.switcher.current == "monitor":
             self.monitor.query_one(TabbedContent).active = f"tab-{name}"
+
+    def action_leave_field(self) -> None:
+        """Esc in a form field: give the letter keys back to the app."""
+        self.set_focus(None)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -26,6 +26,7 @@ class ConfigurePane(Vertical):
         super().__init__(**kwargs)
         self.model = model
         self.cfg, self.errors = model.check()
+        self.last_valid = self.cfg  # the side panel keeps showing it while a field is invalid
 
     def compose(self) -> ComposeResult:
         shown = self.model.shown(self.cfg)
@@ -67,6 +68,7 @@ class ConfigurePane(Vertical):
             return  # our own update of an untouched field, or no change
         self.model.edit(name, value)
         self.cfg, self.errors = self.model.check()
+        self.last_valid = self.cfg or self.last_valid
         self.refresh_view()
 
     @property
@@ -88,16 +90,15 @@ class ConfigurePane(Vertical):
         problem = self.errors.get("", "")
         self.query_one("#form-problem", Static).update(f"[red]{problem}[/]" if problem else "")
         self.query_one("#start", Button).disabled = self.cfg is None
-        self._side(self.cfg)
+        self._side(self.cfg or self.last_valid, valid=self.cfg is not None)
 
-    def _side(self, cfg: RunConfig | None) -> None:
-        preset = PRESETS.get(str(self.model.shown(cfg)["preset"]).lower())
+    def _side(self, cfg: RunConfig | None, valid: bool) -> None:
+        preset = PRESETS.get(cfg.model.preset) if cfg is not None else None
         info = self.query_one("#preset-info", Static)
         info.update(f"[b]{preset.name}[/b]: {preset.description}" if preset else "")
         plot = self.query_one("#gamma-preview", SeriesPlot)
         note = self.query_one("#gamma-info", Static)
         if cfg is None:
-            note.update("[red]fix the marked fields to see gamma[/]")
             return
         xs = list(range(1, cfg.epochs + 1))
         plot.show([Series("gamma", xs, [gamma_at(e, cfg.gamma, cfg.epochs) for e in xs], color="magenta")],
@@ -106,4 +107,5 @@ class ConfigurePane(Vertical):
         penalised = preset is not None and preset.penalty
         reach = (f"γ reaches {cfg.gamma.gamma_max:g} at epoch {top}" if top
                  else f"γ stays below {cfg.gamma.gamma_max:g} for {cfg.epochs} epochs")
-        note.update(reach + ("" if penalised else "  [dim](this preset has no penalty)[/]"))
+        note.update(reach + ("" if penalised else "  [dim](this preset has no penalty)[/]")
+                    + ("" if valid else "\n[red]fix the fields marked in red to start[/]"))
