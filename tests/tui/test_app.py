@@ -262,3 +262,22 @@ async def test_real_synthetic_run_stop_and_resume_from_the_runs_pane(tmp_path) -
     assert json.loads((tmp_path / "real" / "summary.json").read_text())["status"] == "finished"
     assert app.history.robustness["samples"] == 20
     assert [r["epoch"] for r in app.history.rows] == list(range(1, 21))  # disk rows + resumed ones
+
+
+@aio
+async def test_a_long_run_redraws_charts_at_most_ten_times_a_second(tmp_path, monkeypatch) -> None:
+    """800 epochs arriving as fast as the worker can post them: every epoch
+    reaches the history, but the charts are rebuilt only on the paced ticks."""
+    from lpc_tui.widgets.plots import SeriesPlot
+    builds: list[float] = []
+    original = SeriesPlot._build
+    monkeypatch.setattr(SeriesPlot, "_build", lambda self: builds.append(time.monotonic()) or original(self))
+    app = LpcApp(runs_dir=tmp_path, flags=SYNTH, train_fn=ScriptedTrain(epochs=800))
+    async with app.run_test(size=SIZE) as pilot:
+        began = time.monotonic()
+        await pilot.press("s")
+        await until(pilot, lambda: app.history.status == "finished")
+        elapsed = time.monotonic() - began
+    assert len(app.history.rows) == 800
+    charts = 4
+    assert len(builds) <= charts * (elapsed / 0.1 + 3)
