@@ -1,19 +1,28 @@
-"""What a checkpoint holds, so that a resumed run continues exactly.
+"""What a checkpoint holds, so that a resumed run continues exactly, and how
+one is loaded safely.
 
 Model, optimizer, the last completed epoch, the gamma cap of the `hold`
 policy, every random state (global torch, CUDA, and the generator that draws
 batch orders and augmentations) and, after a stop in mid-epoch, the epoch's
-progress. Only tensors and plain data: it loads with weights_only=True.
+progress. Only tensors and plain data: it loads with weights_only=True, and
+a file holding anything else is refused before any of it runs. Each file
+has its SHA-256 beside it (store.py writes both); a mismatch means damage.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import pickle
+import re
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from .epoch import EpochProgress
+from .errors import CheckpointError, CorruptCheckpoint
 
 FORMAT = 1
 
@@ -51,7 +60,11 @@ def restore(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Opti
             generator: torch.Generator) -> EpochProgress | None:
     """Load `state` into the live objects; the mid-epoch progress if any."""
     model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    saved = state["optimizer"]
+    # The saved groups replace the live ones; keep the fused kernel, whose
+    # found_inf skip guards the weights (epoch.py), for checkpoints from before it.
+    groups = [{**g, "fused": True, "foreach": None} for g in saved["param_groups"]]
+    optimizer.load_state_dict({**saved, "param_groups": groups})
     torch.set_rng_state(state["rng"]["torch"])
     generator.set_state(state["rng"]["generator"])
     if state["rng"]["cuda"] and torch.cuda.is_available():
@@ -64,4 +77,62 @@ def restore(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Opti
                 norms.to(device)) for losses, logits, y, norms in partial["pending"]]
     return EpochProgress(perm=partial["perm"].to(device), step=partial["step"],
                          sums=partial["sums"].to(device), seconds=partial["seconds"],
-                         pending=pending)
+                         # clear: no checkpoint is written after a non-finite step
+                         nonfinite=torch.zeros((), device=device), pending=pending)
+
+
+def checksum_path(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.name + ".sha256")
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint's state, checked against its SHA-256 (when it has one)
+    and unpickled with weights_only=True, so that a pickled payload never runs.
+
+    CorruptCheckpoint: unreadable, or not matching its checksum.
+    CheckpointError: it holds pickled Python objects (refused, nothing run).
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()  # verified and loaded from the same bytes
+        recorded = checksum_path(path).read_text().split()[:1] if checksum_path(path).exists() else []
+    except OSError as exc:
+        raise CorruptCheckpoint(f"checkpoint: cannot read {path}: {exc.strerror or exc}") from None
+    if recorded and hashlib.sha256(data).hexdigest() != recorded[0]:
+        raise CorruptCheckpoint(f"checkpoint: {path} does not match its SHA-256 (truncated or damaged)")
+    try:
+        return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))  # torch names the refused callable
+        if found:
+            raise CheckpointError(
+                f"checkpoint: {path} is not a plain-weights checkpoint: it holds a pickled "
+                f"Python object ({found.group(1)}); refused without running it, as loading it could "
+                "run code") from None
+        raise CorruptCheckpoint(f"checkpoint: {path} cannot be read (not a torch checkpoint)") from None
+    except Exception as exc:  # torch reports a damaged zip in many ways
+        what = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise CorruptCheckpoint(f"checkpoint: {path} cannot be read ({what})") from None
+
+
+def load_newest(paths: list[Path], device: str | torch.device = "cpu"
+                ) -> tuple[Path | None, dict[str, Any] | None, list[tuple[Path, str]]]:
+    """The newest of `paths` (oldest first) that verifies: (path, state,
+    skipped), `skipped` naming the newer ones found corrupt and why. One
+    holding pickled objects is not skipped: its CheckpointError stops the load."""
+    skipped: list[tuple[Path, str]] = []
+    for path in reversed(paths):
+        try:
+            return path, load_checkpoint(path, device), skipped
+        except CorruptCheckpoint as exc:
+            skipped.append((path, str(exc)))
+    return None, None, skipped
+
+
+def set_aside(paths: list[Path]) -> None:
+    """Rename corrupt checkpoints (and checksums) to *.corrupt: kept for a
+    look, never loaded again."""
+    for path in paths:
+        for p in (path, checksum_path(path)):
+            if p.exists():
+                p.replace(p.with_name(p.name + ".corrupt"))

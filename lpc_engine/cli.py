@@ -1,9 +1,10 @@
 """`lpc`: the headless command line (Typer).
 
-Exit codes (DESIGN.md): 0 success, 1 the run failed or was stopped before
-its last epoch, 2 bad usage or bad input (one line on stderr, nothing
-written). `--json` prints one JSON object on stdout and nothing else there;
-progress goes to stderr.
+Exit codes (DESIGN.md): 0 success, 1 the run failed (diverged, or the runs
+directory stopped taking writes in mid-run: one line on stderr, the last
+checkpoint intact) or was stopped before its last epoch, 2 bad usage or bad
+input (one line on stderr, nothing written). `--json` prints one JSON object
+on stdout and nothing else there; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import typer
 from rich.console import Console
 
 from .cli_measure import analyze, eval_run
+from .cli_sweep import report, sweep
 from .cli_render import ProgressView, final_event_status, runs_table, summary_table
 from .config_io import build_config, dumps_toml, read_config_file
-from .errors import UsageError
+from .errors import StorageError, UsageError
 from .store import json_safe, list_runs, run_path
 from .config import RunConfig, to_flat
 from .train import RESUMABLE_CHANGES, Control, resume_config, train
@@ -52,6 +54,9 @@ def run(
     gamma_max: Optional[float] = typer.Option(None, help="Gamma cap."),
     metrics_every: Optional[int] = typer.Option(None, help="Epochs between collapse metrics (0 = at the end)."),
     robustness_samples: Optional[int] = typer.Option(None, help="Test inputs for DeepFool at the end (0 = skip)."),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Epochs between checkpoints."),
+    checkpoint_minutes: Optional[float] = typer.Option(
+        None, help="Minutes of training between checkpoints, in mid-epoch too (0 = off)."),
     data_dir: Optional[str] = typer.Option(None, help="Dataset folder (torchvision) or .npz file."),
     download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Download the dataset."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
@@ -67,8 +72,11 @@ def run(
     flags = dict(preset=preset, dataset=dataset, backbone=backbone, epochs=epochs, seed=seed, lr=lr,
                  batch_size=batch_size, latent_dim=latent_dim, gamma_init=gamma_init,
                  gamma_factor=gamma_factor, gamma_max=gamma_max, metrics_every=metrics_every,
-                 robustness_samples=robustness_samples,
+                 robustness_samples=robustness_samples, checkpoint_every=checkpoint_every,
+                 checkpoint_minutes=checkpoint_minutes,
                  data_dir=data_dir, download=download, device=device)
+    if resume and overwrite:
+        raise UsageError("--resume continues a run and --overwrite replaces it: give one of them")
     if resume:
         run_dir, cfg = _resume_target(runs_dir, name, flags, config)
     else:
@@ -132,11 +140,16 @@ def _normal(field_name: str, value: object) -> object:
 
 def _absolute(path: str) -> str:
     """Runs are resumed and loaded from anywhere: keep absolute data paths."""
-    return str(Path(path).expanduser().resolve()) if path else path
+    try:
+        return str(Path(path).expanduser().resolve()) if path else path
+    except (OSError, RuntimeError, ValueError) as exc:  # a loop of links, an unknown ~user
+        raise UsageError(f"data_dir: cannot resolve {path!r}: {exc}") from None
 
 
 app.command("analyze")(analyze)
 app.command("eval")(eval_run)
+app.command("sweep")(sweep)
+app.command("report")(report)
 
 
 @app.command("runs")
@@ -191,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         code = app(args=argv, prog_name="lpc", standalone_mode=False)
     except UsageError as exc:
         return _fail(str(exc), 2)
+    except StorageError as exc:  # in mid-run: what is on disk is consistent; --resume goes on
+        return _fail(f"{exc}; the run stopped (resume it with --resume once fixed)", 1)
     except typer.TyperException as exc:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         return _fail(f"{message} (see lpc --help)", getattr(exc, "exit_code", 2))

@@ -101,6 +101,8 @@ class RunConfig:
     metrics_every: int = _f(50, "epochs between collapse metrics; 0 = only at the end", 0, 10**6)
     eval_every: int = _f(1, "epochs between test-accuracy evaluations", 1, 10**6)
     checkpoint_every: int = _f(10, "epochs between checkpoints (and always at the end)", 1, 10**6)
+    checkpoint_minutes: float = _f(0.0, "minutes of training between checkpoints, in mid-epoch too "
+                                   "(at most this much is lost to a crash); 0 = off", 0.0, 1e6)
     robustness_samples: int = _f(1000, "test inputs attacked by DeepFool at the end (paper: 1000); 0 = skip",
                                  0, 10**7)
     latent_sample_size: int = _f(2000, "training latents sent with each metrics event, for histograms",
@@ -151,12 +153,14 @@ def flatten(nested: dict[str, Any], where: str = "config") -> dict[str, Any]:
                 raise ConfigError(f"{where}: [{key}] must be a table")
             for sub, v in value.items():
                 if sub not in leaves or leaves[sub][0] != key:
-                    raise ConfigError(f"{where}: unknown field '{key}.{sub}'")
+                    raise ConfigError(f"{where}: unknown field {short_repr(f'{key}.{sub}')}")
                 flat[sub] = v
         elif key in leaves and leaves[key][0] is None:
             flat[key] = value
+        elif key in leaves:
+            raise ConfigError(f"{where}: field '{key}' belongs in the [{leaves[key][0]}] table")
         else:
-            raise ConfigError(f"{where}: unknown field '{key}'")
+            raise ConfigError(f"{where}: unknown field {short_repr(key)}")
     return flat
 
 
@@ -167,7 +171,7 @@ def from_flat(flat: dict[str, Any]) -> RunConfig:
     top: dict[str, Any] = {}
     for name, value in flat.items():
         if name not in leaves:
-            raise ConfigError(f"unknown field '{name}'")
+            raise ConfigError(f"unknown field {short_repr(name)}")
         section, f = leaves[name]
         value = _coerce(name, f, value)
         (sections[section] if section else top)[name] = value
@@ -188,15 +192,33 @@ def _coerce(name: str, f: dataclasses.Field, value: Any) -> Any:
     }[kind]
     if not ok:
         want = "a pair [start, end] of numbers" if kind == "tuple" else kind
-        raise ConfigError(f"{name}: expected {want}, got {value!r}")
+        raise ConfigError(f"{name}: expected {want}, got {short_repr(value)}")
+    if kind == "str" and not _plain_text(value):
+        raise ConfigError(f"{name}: expected text without NUL characters or lone surrogates, "
+                          f"got {short_repr(value)}")
     try:
         if kind == "float":
             return float(value)
         if kind == "tuple":
             return (float(value[0]), float(value[1]))
     except OverflowError:
-        raise ConfigError(f"{name}: {value!r} is too large") from None
+        raise ConfigError(f"{name}: {short_repr(value)} is too large") from None
     return value
+
+
+def _plain_text(value: str) -> bool:
+    """Text a path, a TOML file and a terminal can all carry."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """repr(value) cut to fit the one line of an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def validate(cfg: RunConfig) -> RunConfig:
@@ -210,21 +232,21 @@ def validate(cfg: RunConfig) -> RunConfig:
     if g.gamma_schedule == "dual-exponential" and not g.gamma_init <= g.gamma_switch:
         raise ConfigError(f"gamma_switch: must be >= gamma_init ({g.gamma_init:g}), got {g.gamma_switch:g}")
     if not _valid_device(cfg.device):
-        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {short_repr(cfg.device)}")
     return cfg
 
 
 def _check_range(name: str, meta: Any, value: Any) -> None:
     choices, lo, hi = meta.get("choices"), meta.get("lo"), meta.get("hi")
     if choices and value not in choices:
-        raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+        raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {short_repr(value)}")
     for v in value if isinstance(value, tuple) else (value,):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
         if isinstance(v, float) and not math.isfinite(v):
-            raise ConfigError(f"{name}: must be a finite number, got {v!r}")
+            raise ConfigError(f"{name}: must be a finite number, got {short_repr(v)}")
         if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise ConfigError(f"{name}: must be in [{lo:g}, {hi:g}], got {v!r}")
+            raise ConfigError(f"{name}: must be in [{lo:g}, {hi:g}], got {short_repr(v)}")
 
 
 def _valid_device(device: str) -> bool:

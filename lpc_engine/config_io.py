@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .backbones import BACKBONES
-from .config import SECTIONS, RunConfig, flatten, from_flat, to_dict, validate
+from .config import SECTIONS, RunConfig, flatten, from_flat, short_repr, to_dict, validate
 from .data import DATASETS
 from .errors import ConfigError
 from .presets import DATASET_PROFILES, get_preset, preset_width
@@ -31,7 +31,7 @@ def build_config(file_values: dict[str, Any] | None = None,
     from_flags = {k: v for k, v in (flags or {}).items() if v is not None}
     dataset = from_flags.get("dataset", from_file.get("dataset", RunConfig().data.dataset))
     if dataset not in DATASETS:
-        raise ConfigError(f"dataset: unknown {dataset!r}; allowed: {', '.join(DATASETS)}")
+        raise ConfigError(f"dataset: unknown {short_repr(dataset)}; allowed: {', '.join(DATASETS)}")
     flat = {**DATASET_PROFILES.get(dataset, {}), **from_file, **from_flags}
     return resolve(from_flat(flat))
 
@@ -41,9 +41,9 @@ def resolve(cfg: RunConfig) -> RunConfig:
     validate(cfg)
     preset = get_preset(cfg.model.preset)
     if cfg.model.backbone not in BACKBONES:
-        raise ConfigError(f"backbone: unknown {cfg.model.backbone!r}; allowed: {', '.join(BACKBONES)}")
+        raise ConfigError(f"backbone: unknown {short_repr(cfg.model.backbone)}; allowed: {', '.join(BACKBONES)}")
     if cfg.data.dataset not in DATASETS:
-        raise ConfigError(f"dataset: unknown {cfg.data.dataset!r}; allowed: {', '.join(DATASETS)}")
+        raise ConfigError(f"dataset: unknown {short_repr(cfg.data.dataset)}; allowed: {', '.join(DATASETS)}")
     latent_dim = cfg.model.latent_dim or preset_width(preset, cfg.data.dataset)
     if not preset.width:
         latent_dim = 0  # no added layer: the latent is the backbone's output
@@ -57,18 +57,23 @@ def config_from_dict(nested: dict[str, Any]) -> RunConfig:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Nested values of a .toml or .json config file, or a ConfigError."""
+    """Nested values of a .toml or .json config file, or a ConfigError.
+    Data formats only: nothing in a config file is ever executed."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config: file not found: {path}")
+    kind = path.suffix.lower()
+    if kind not in (".toml", ".json"):
+        raise ConfigError(f"config: {path} must be a .toml or .json file")
     try:
         text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() == ".json":
-            values = json.loads(text)
-        else:
-            values = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        values = json.loads(text) if kind == ".json" else tomllib.loads(text)
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # TOML and JSON syntax, UTF-8, integers past 4300 digits
         raise ConfigError(f"config: cannot parse {path}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"config: cannot parse {path}: nested too deeply") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config: {path} must hold a table of fields")
     return values

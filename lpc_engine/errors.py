@@ -1,7 +1,10 @@
-"""Errors that mean "the user asked for something invalid".
+"""Errors that mean "the user asked for something invalid", and the one that
+means "the run directory stopped taking writes".
 
 The CLI turns a `UsageError` into exit code 2 with its message on one line of
-stderr (DESIGN.md, contracts); anything else is a bug or a failed run.
+stderr (DESIGN.md, contracts), and a `StorageError` into exit code 1 (the run
+failed: the disk filled up or the folder became unwritable in mid-run);
+anything else is a bug or a failed run.
 """
 
 
@@ -15,3 +18,18 @@ class ConfigError(UsageError):
 
 class DataError(UsageError):
     """A dataset cannot be found or read."""
+
+
+class CheckpointError(UsageError):
+    """A checkpoint that must not be loaded: it holds pickled Python objects
+    (loading could run code) or it is not a checkpoint at all."""
+
+
+class CorruptCheckpoint(CheckpointError):
+    """A checkpoint whose bytes do not match its checksum or cannot be read:
+    a resume falls back to the previous one."""
+
+
+class StorageError(OSError):
+    """The run directory cannot be written any more (disk full, permissions)
+    while a run is under way; what is on disk stays consistent."""

@@ -3,28 +3,36 @@
     RUN/config.json      the resolved config (config.toml beside it, to rerun)
     RUN/events.jsonl     one JSON object a line, each with an "event" key
     RUN/checkpoints/     epoch-E-step-S.pt (after epoch E and S steps of the
-                         next), the last two kept, written atomically
+                         next), the last two kept, written atomically, each
+                         with its SHA-256 in epoch-E-step-S.pt.sha256
     RUN/summary.json     when the run ends
 
-Every file but events.jsonl is written whole to a temporary file, fsynced and
-renamed over the old one, so a crash leaves either the old or the new file.
-events.jsonl is appended one whole line per write; on resume, rows after the
-checkpoint's epoch and a torn last line are dropped.
+A run directory appears whole (built under a hidden name, then renamed).
+Every other file is written to a temporary file, fsynced and renamed over the
+old one: a crash leaves the old or the new file. events.jsonl takes one whole
+line per write(2), a failed write cut back off; on resume, rows after the
+checkpoint's epoch and a torn last line are dropped. A write that fails in
+mid-run (disk full, folder made read-only) raises StorageError.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
 import os
 import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import UsageError
+from .checkpoint import checksum_path, load_checkpoint  # noqa: F401  (load_checkpoint: re-exported)
+from .errors import StorageError, UsageError
 
 KEEP_CHECKPOINTS = 2
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,127}$")
@@ -50,11 +58,26 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk must not leave debris behind
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """An OSError while writing `path` in mid-run becomes a StorageError."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as exc:
+        raise StorageError(f"runs dir: cannot write {path}: {exc.strerror or exc}") from None
 
 
 def json_safe(value: Any) -> Any:
@@ -68,6 +91,18 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def _empty(folder: Path) -> bool:
+    """True if `folder` is missing or empty; an unreadable one is a UsageError."""
+    try:
+        return not folder.is_dir() or not any(folder.iterdir())
+    except OSError as exc:
+        raise UsageError(f"runs dir: cannot read {folder}: {exc.strerror or exc}") from None
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(json_safe(value), indent=2).encode()
+
+
 class RunStore:
     """Reads and writes one run directory."""
 
@@ -75,52 +110,105 @@ class RunStore:
         self.dir = Path(run_dir)
         self.events_path = self.dir / "events.jsonl"
         self.checkpoint_dir = self.dir / "checkpoints"
-        self._events = None
+        self._fd: int | None = None  # events.jsonl, opened for appending
 
     def exists(self) -> bool:
         return (self.dir / "config.json").is_file()
 
     def create(self, config: dict[str, Any], config_toml: str, overwrite: bool = False) -> None:
-        """A fresh run directory holding `config`; refuses to clobber a run."""
-        if self.dir.exists() and any(self.dir.iterdir()):
+        """A fresh run directory holding `config`; refuses to clobber a run.
+        A folder that cannot be written is a UsageError, and leaves nothing."""
+        for folder, what in ((self.dir.parent, "runs dir"), (self.dir, "name")):
+            if folder.exists() and not folder.is_dir():
+                raise UsageError(f"{what}: {folder} exists and is not a folder")
+        if not _empty(self.dir):
             if not overwrite:
                 raise UsageError(f"run {self.dir} already exists (pass --resume to continue "
                                  "it or --overwrite to replace it)")
-            for old in (self.events_path, self.dir / "summary.json"):
-                old.unlink(missing_ok=True)
-            for ckpt in self.checkpoints():
-                ckpt.unlink()
+            self._clear()
+        files = {"config.toml": config_toml.encode(), "events.jsonl": b"",
+                 "config.json": _json(config)}
+        made = next((p for p in reversed(self.dir.parents) if not p.exists()), None)
         try:
-            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write(self.dir / "config.json", json.dumps(json_safe(config), indent=2).encode())
-            atomic_write(self.dir / "config.toml", config_toml.encode())
-            self.events_path.touch()
+            if self.dir.is_dir():  # --overwrite: the folder stays, its files are replaced
+                self.checkpoint_dir.mkdir(exist_ok=True)
+                for name, data in files.items():
+                    atomic_write(self.dir / name, data)
+            else:
+                self._create_whole(files)
         except OSError as exc:
-            raise UsageError(f"runs dir: cannot write {self.dir}: {exc.strerror}") from None
+            if made is not None:  # the runs dir did not exist: leave no trace of it
+                shutil.rmtree(made, ignore_errors=True)
+            raise UsageError(f"runs dir: cannot write {self.dir}: {exc.strerror or exc}") from None
+
+    def _create_whole(self, files: dict[str, bytes]) -> None:
+        """Build the run under a hidden name, then rename it into place: a
+        crash never leaves a half-made run that blocks the name."""
+        self.dir.parent.mkdir(parents=True, exist_ok=True)
+        for old in self.dir.parent.glob(f".{self.dir.name}.new*"):
+            shutil.rmtree(old, ignore_errors=True)  # debris of a create killed in mid-way
+        tmp = self.dir.with_name(f".{self.dir.name}.new{os.getpid()}")
+        try:
+            (tmp / "checkpoints").mkdir(parents=True)
+            for name, data in files.items():
+                atomic_write(tmp / name, data)
+            os.replace(tmp, self.dir)  # an empty folder there is replaced too
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync_dir(self.dir.parent)
+
+    def _clear(self) -> None:
+        for old in (self.events_path, self.dir / "summary.json"):
+            old.unlink(missing_ok=True)
+        for ckpt in self.checkpoints():
+            ckpt.unlink()
+            checksum_path(ckpt).unlink(missing_ok=True)
 
     def update_config(self, config: dict[str, Any]) -> None:
         """Rewrite config.json (a resumed run given more epochs)."""
-        atomic_write(self.dir / "config.json", json.dumps(json_safe(config), indent=2).encode())
+        path = self.dir / "config.json"
+        with _writing(path):
+            atomic_write(path, _json(config))
 
     def read_config(self) -> dict[str, Any]:
-        return json.loads((self.dir / "config.json").read_text())
+        """config.json; a damaged one is a UsageError naming it."""
+        path = self.dir / "config.json"
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"run: cannot read {path}: {exc}") from None
+        if not isinstance(config, dict):
+            raise UsageError(f"run: {path} does not hold a config")
+        return config
 
     # events ---------------------------------------------------------------
     def append(self, row: dict[str, Any]) -> None:
-        """Append one event row as one whole line."""
-        if self._events is None:
-            self._events = open(self.events_path, "a", encoding="utf-8")
-        self._events.write(json.dumps(json_safe(row)) + "\n")
-        self._events.flush()
+        """Append one event row as one whole line: a single write(2) on an
+        O_APPEND file, cut back off if it fails (a full disk) so that no
+        partial line is left behind."""
+        data = (json.dumps(json_safe(row)) + "\n").encode()
+        with _writing(self.events_path):
+            if self._fd is None:
+                self._fd = os.open(self.events_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            end = os.lseek(self._fd, 0, os.SEEK_END)
+            try:
+                if os.write(self._fd, data) != len(data):
+                    raise OSError(28, "short write (no space left on device?)")
+            except OSError:
+                with suppress(OSError):
+                    os.ftruncate(self._fd, end)
+                raise
 
     def sync(self) -> None:
-        if self._events is not None:
-            os.fsync(self._events.fileno())
+        if self._fd is not None:
+            with _writing(self.events_path):
+                os.fsync(self._fd)
 
     def close(self) -> None:
-        if self._events is not None:
-            self._events.close()
-            self._events = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def read_events(self) -> list[dict[str, Any]]:
         return read_events(self.events_path)
@@ -131,7 +219,18 @@ class RunStore:
         rows = [r for r in self.read_events() if r.get("epoch", 0) <= last_epoch
                 and r.get("event") not in ("finished", "failed")]
         text = "".join(json.dumps(r) + "\n" for r in rows)
-        atomic_write(self.events_path, text.encode())
+        with _writing(self.events_path):
+            atomic_write(self.events_path, text.encode())
+
+    def clean_debris(self) -> None:
+        """Remove what a killed process left: temporary files of unfinished
+        atomic writes, and checksums whose checkpoint never landed."""
+        for folder in (self.dir, self.checkpoint_dir):
+            for tmp in folder.glob(".*.tmp*"):
+                tmp.unlink(missing_ok=True)
+        for checksum in self.checkpoint_dir.glob("epoch-*.pt.sha256"):
+            if not checksum.with_suffix("").exists():
+                checksum.unlink(missing_ok=True)
 
     # checkpoints ----------------------------------------------------------
     def checkpoints(self) -> list[Path]:
@@ -141,15 +240,27 @@ class RunStore:
         return sorted(self.checkpoint_dir.glob("epoch-*.pt"))
 
     def save_checkpoint(self, state: dict[str, Any], epoch: int, step: int = 0) -> Path:
-        """Write `state` atomically; keep the last KEEP_CHECKPOINTS files."""
+        """Write `state` and its checksum atomically; keep the last KEEP_CHECKPOINTS."""
         buffer = io.BytesIO()
         torch.save(state, buffer)
+        data = buffer.getvalue()
         # Names sort in training order: epoch, then steps into the next epoch.
         path = self.checkpoint_dir / f"epoch-{epoch:06d}-step-{step:07d}.pt"
-        atomic_write(path, buffer.getvalue())
-        self.sync()
-        for old in self.checkpoints()[:-KEEP_CHECKPOINTS]:
-            old.unlink(missing_ok=True)
+        with _writing(path):
+            # The checksum first: every checkpoint on disk then has one. A crash
+            # in between leaves a checksum alone (removed on resume) or, over a
+            # file of the same name, a mismatch (the previous one is used).
+            digest = hashlib.sha256(data).hexdigest()
+            atomic_write(checksum_path(path), f"{digest}  {path.name}\n".encode())  # sha256sum -c
+            try:
+                atomic_write(path, data)
+            except OSError:
+                checksum_path(path).unlink(missing_ok=True)
+                raise
+            self.sync()
+            for old in self.checkpoints()[:-KEEP_CHECKPOINTS]:
+                old.unlink(missing_ok=True)
+                checksum_path(old).unlink(missing_ok=True)
         return path
 
     def latest_checkpoint(self) -> Path | None:
@@ -157,16 +268,13 @@ class RunStore:
         return found[-1] if found else None
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        atomic_write(self.dir / "summary.json", json.dumps(json_safe(summary), indent=2).encode())
+        path = self.dir / "summary.json"
+        with _writing(path):
+            atomic_write(path, _json(summary))
 
     def read_summary(self) -> dict[str, Any] | None:
         path = self.dir / "summary.json"
         return json.loads(path.read_text()) if path.is_file() else None
-
-
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """A checkpoint's state; weights_only=True so a pickled payload never runs."""
-    return torch.load(path, map_location=device, weights_only=True)
 
 
 def read_events(path: str | Path) -> list[dict[str, Any]]:
@@ -186,25 +294,28 @@ def read_events(path: str | Path) -> list[dict[str, Any]]:
 
 
 def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
-    """One row per run directory under `runs_dir`, newest first."""
+    """One row per run directory under `runs_dir`, newest first; a run whose
+    config cannot be read is listed as "unreadable", not hidden."""
     runs = []
     root = Path(runs_dir)
     if not root.is_dir():
         return runs
     for run_dir in root.iterdir():
         store = RunStore(run_dir)
-        if not store.exists():
+        if run_dir.name.startswith(".") or not store.exists():  # .NAME.new*: a run being made
             continue
-        config = store.read_config()
         epochs = [r for r in store.read_events() if r.get("event") == "epoch"]
-        summary = store.read_summary() or {}
         last = epochs[-1] if epochs else {}
+        try:
+            config = store.read_config()
+            preset, dataset = config["model"]["preset"], config["data"]["dataset"]
+            total, summary = config["epochs"], store.read_summary() or {}
+        except (UsageError, ValueError, KeyError, TypeError):
+            preset = dataset = "?"
+            total, summary = 0, {"status": "unreadable"}
         runs.append({
-            "name": run_dir.name,
-            "preset": config["model"]["preset"],
-            "dataset": config["data"]["dataset"],
-            "epochs_done": last.get("epoch", 0),
-            "epochs": config["epochs"],
+            "name": run_dir.name, "preset": preset, "dataset": dataset,
+            "epochs_done": last.get("epoch", 0), "epochs": total,
             "status": summary.get("status", "incomplete"),
             "test_acc": summary.get("test_acc", last.get("test_acc")),
             "mtime": run_dir.stat().st_mtime,

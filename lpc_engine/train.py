@@ -2,9 +2,12 @@
 
 Per epoch: gamma and the LR from their schedules, the steps, evaluation, an
 `EpochEnd`; then the watch for divergence and for classes merging at the
-origin, and a checkpoint every `checkpoint_every` epochs. A stop request is
+origin, and a checkpoint every `checkpoint_every` epochs and whenever
+`checkpoint_minutes` have passed (then in mid-epoch too). A stop request is
 honoured between steps and leaves a checkpoint from which `resume=True`
-continues exactly, even in mid-epoch. The set-up lives in session.py.
+continues exactly, even in mid-epoch. A non-finite loss never reaches the
+weights (epoch.py) and ends the run as `diverged` with no checkpoint written
+after it. The set-up lives in session.py.
 """
 
 from __future__ import annotations
@@ -19,14 +22,15 @@ import torch
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .checkpoint import load_newest
 from .config import RunConfig, to_dict
 from .config_io import config_from_dict, resolve
 from .errors import UsageError
 from .events import (Alert, EpochEnd, Event, MetricsComputed, RobustnessComputed,
                      RunFailed, RunFinished, RunStarted)
 from .measure import collapse_metrics, latent_sample, robustness
-from .session import Session, open_session, pick_device
-from .store import RunStore, load_checkpoint
+from .session import ResumePoint, Session, open_session, pick_device
+from .store import RunStore
 from .summary import make_summary
 
 __all__ = ["Control", "train", "resume_config", "pick_device"]
@@ -45,50 +49,92 @@ def train(cfg: RunConfig, control: Control | None = None, run_dir: str | Path | 
     """Train `cfg`, yielding events; with `run_dir`, record them in the run store.
 
     Bad input raises UsageError before anything is written. With resume=True
-    the run in `run_dir` continues from its newest checkpoint; `cfg` may only
-    differ from the saved config in `epochs` (to extend a run).
+    the run in `run_dir` continues from its newest checkpoint that verifies
+    (from epoch 1 if it has none yet); `cfg` may only differ from the saved
+    config in `epochs` (to extend a run) and `device`. A write that fails in
+    mid-run raises StorageError.
     """
     control = control or Control()
-    state = None
+    point = None
     if resume:
-        cfg, state = _resume_point(cfg, run_dir)
-    s = open_session(resolve(cfg), run_dir, state, overwrite)
+        cfg, point = _resume_point(cfg, run_dir)
+    s = open_session(resolve(cfg), run_dir, point, overwrite)
     if resume and s.store.read_config() != to_dict(s.cfg):
         s.store.update_config(to_dict(s.cfg))  # more epochs or another device, once it all loaded
     yield s.emit(RunStarted(
         run_dir=str(run_dir or ""), device=str(s.device), start_epoch=s.start,
         epochs=s.cfg.epochs, num_params=sum(p.numel() for p in s.model.parameters()),
         num_train=len(s.data.y_train), num_test=len(s.data.y_test), config=to_dict(s.cfg)))
-    began = time.perf_counter()
+    for notice in s.notices:
+        yield s.emit(notice)
+    began, clock = time.perf_counter(), _Clock(s.cfg.checkpoint_minutes)
     try:
         for epoch in range(s.start, s.cfg.epochs + 1):
-            row = s.train_epoch(epoch, control.stop, control.pause)
+            row = yield from _train_epoch(s, epoch, control, clock)
+            if row is None and s.saw_nonfinite():  # stopped after a non-finite step
+                yield from _diverged(s, epoch, float("nan"), began)
+                return
             if row is None:  # stopped in mid-epoch: save its progress too
                 yield from _saved(s, epoch - 1)
                 yield _end(s, "stopped", epoch - 1, began)
                 return
             yield row
             if not math.isfinite(row.loss):
-                yield s.emit(Alert(epoch=epoch, code="non_finite_loss", level="error",
-                                   message=f"loss is {row.loss} at epoch {epoch}; "
-                                   "the last checkpoint holds the last good weights"))
-                yield _end(s, "diverged", epoch - 1, began)
+                yield from _diverged(s, epoch, row.loss, began)
                 return
             yield from _watch_merge(s, row, control)
             last = epoch == s.cfg.epochs
             if last or (s.cfg.metrics_every and epoch % s.cfg.metrics_every == 0):
                 yield from _measure(s, epoch)
-            if last or epoch % s.cfg.checkpoint_every == 0 or control.stop.is_set():
+            if last or epoch % s.cfg.checkpoint_every == 0 or control.stop.is_set() or clock.due():
                 yield from _saved(s, epoch)
+                clock.reset()
             if control.stop.is_set() and not last:
                 yield _end(s, "stopped", epoch, began)
                 return
-        if s.cfg.robustness_samples and s.start <= s.cfg.epochs:
+        if s.cfg.robustness_samples and not s.robustness:  # not yet done for this length
             yield from _attack(s, s.cfg.epochs)
         yield _end(s, "finished", s.cfg.epochs, began)
     finally:
         if s.store is not None:
             s.store.close()
+
+
+class _Clock:
+    """Falls due every `minutes` of wall time (0 = never): timed checkpoints."""
+
+    def __init__(self, minutes: float):
+        self.seconds = minutes * 60.0
+        self.reset()
+
+    def reset(self) -> None:
+        self.deadline = time.monotonic() + self.seconds if self.seconds else None
+
+    def due(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+
+def _train_epoch(s: Session, epoch: int, control: Control, clock: _Clock) -> Iterator[Event]:
+    """Train `epoch`, with a checkpoint whenever the clock falls due in mid-epoch;
+    returns its EpochEnd, or None if stopped (or a non-finite loss was seen
+    when one fell due: no checkpoint is written after one)."""
+    while True:
+        row = s.train_epoch(epoch, control.stop, control.pause, clock.deadline)
+        if row is not None or control.stop.is_set() or s.saw_nonfinite():
+            return row
+        yield from _saved(s, epoch - 1)
+        clock.reset()
+
+
+def _diverged(s: Session, epoch: int, loss: float, began: float) -> Iterator[Event]:
+    """End the run: the weights are those before the first non-finite step,
+    but only the last checkpoint is kept as good (no checkpoint after it)."""
+    latest = s.store.latest_checkpoint() if s.store is not None else None
+    where = f"checkpoint {latest.name}" if latest else "no checkpoint (none was saved yet)"
+    yield s.emit(Alert(epoch=epoch, code="non_finite_loss", level="error", message=(
+        f"loss is {loss} in epoch {epoch}: the weights were not updated from that step on "
+        f"and the run stops; the last good state is {where}")))
+    yield _end(s, "diverged", epoch - 1, began)
 
 
 def _saved(s: Session, epoch: int) -> Iterator[Event]:
@@ -148,8 +194,9 @@ def resume_config(run_dir: str | Path, epochs: int | None = None,
     return resolve(dataclasses.replace(cfg, **changes))
 
 
-def _resume_point(cfg: RunConfig, run_dir: str | Path | None) -> tuple[RunConfig, dict]:
-    """Check `cfg` against the saved run; the newest checkpoint's state."""
+def _resume_point(cfg: RunConfig, run_dir: str | Path | None) -> tuple[RunConfig, ResumePoint]:
+    """Check `cfg` against the saved run; its newest checkpoint that verifies.
+    Reads only: a refused resume leaves the run as it was."""
     saved = resume_config(run_dir) if run_dir is not None else None
     if saved is None:
         raise UsageError("resume: no run directory given")
@@ -158,14 +205,10 @@ def _resume_point(cfg: RunConfig, run_dir: str | Path | None) -> tuple[RunConfig
     if dataclasses.replace(cfg, **keep) != saved:
         raise UsageError("resume: the config differs from the saved run's; only "
                          f"{' and '.join(RESUMABLE_CHANGES)} may change (see resume_config)")
-    store = RunStore(run_dir)
-    path = store.latest_checkpoint()
-    if path is None:
-        raise UsageError(f"resume: {store.dir} has no checkpoint yet")
-    state = load_checkpoint(path)
-    if cfg.epochs < state["epoch"]:
+    path, state, skipped = load_newest(RunStore(run_dir).checkpoints())
+    if state is not None and cfg.epochs < state["epoch"]:
         raise UsageError(f"epochs: the run has done {state['epoch']} epochs; cannot resume with {cfg.epochs}")
-    return cfg, state
+    return cfg, ResumePoint(state, path, skipped)
 
 
 def _end(s: Session, status: str, epoch: int, began: float) -> Event:

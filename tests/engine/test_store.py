@@ -6,7 +6,6 @@ import errno
 import json
 import math
 import os
-import pickle
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 
 import lpc_engine.store as store_module
 from lpc_engine import UsageError, build_config, train
+from lpc_engine.errors import CheckpointError
 from lpc_engine.store import (RunStore, atomic_write, json_safe, list_runs, load_checkpoint,
                               read_events, run_path)
 
@@ -178,7 +178,7 @@ def test_load_checkpoint_refuses_pickled_objects(tmp_path: Path) -> None:
     """weights_only=True: a checkpoint that would run code on load is refused."""
     path = tmp_path / "evil.pt"
     torch.save({"epoch": 1, "payload": Path("x")}, path)  # any non-allow-listed class
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointError, match="not a plain-weights checkpoint"):
         load_checkpoint(path)
 
 

@@ -145,7 +145,8 @@ def test_only_the_last_two_checkpoints_are_kept(tmp_path: Path) -> None:
     events = list(train(synthetic({"checkpoint_every": 1}, epochs=5), run_dir=run_dir))
     assert len([e for e in events if isinstance(e, CheckpointSaved)]) == 5
     names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
-    assert names == ["epoch-000004-step-0000000.pt", "epoch-000005-step-0000000.pt"]
+    kept = ["epoch-000004-step-0000000.pt", "epoch-000005-step-0000000.pt"]
+    assert names == sorted(kept + [f"{name}.sha256" for name in kept])  # each with its checksum
 
 
 def test_load_run_gives_an_eval_model_matching_the_summary(tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ import pytest
 from rich.console import Console
 from textual.widgets import Button, ContentSwitcher, Input, Label, Static
 
-from lpc_engine import build_config, train
-from lpc_engine.train import Control
+from lpc_engine import train
+from lpc_engine.events import EpochEnd
 from lpc_tui.app import LpcApp
 from lpc_tui.screens.dialogs import ConfirmQuit, HelpScreen
 from lpc_tui.screens.runs import RunsPane
@@ -238,20 +238,30 @@ async def test_a_taken_run_name_is_refused(tmp_path) -> None:
         assert app.job is None and any("already exists" in n for n in names(app))
 
 
+def stopping_after(epoch: int):
+    """The real engine, asked to stop right after `epoch` as `x` would ask
+    (deterministic: a synthetic epoch is faster than a key press)."""
+    def train_fn(cfg, control, run_dir=None, resume=False, overwrite=False):
+        for event in train(cfg, control, run_dir=run_dir, resume=resume, overwrite=overwrite):
+            yield event
+            if isinstance(event, EpochEnd) and event.epoch == epoch and not resume:
+                control.stop.set()
+    return train_fn
+
+
 @aio
 async def test_real_synthetic_run_stop_and_resume_from_the_runs_pane(tmp_path) -> None:
-    """The real engine in the worker: start, stop mid-run (a checkpoint is
-    saved), resume from the runs pane, finish with every epoch once."""
+    """The real engine in the worker: start, stop after epoch 2 (a
+    checkpoint is saved), resume from the runs pane, finish with every epoch once."""
     flags = {**SYNTH, "epochs": 20, "robustness_samples": 20, "device": "cpu"}
-    app = LpcApp(runs_dir=tmp_path, flags=flags)
+    app = LpcApp(runs_dir=tmp_path, flags=flags, train_fn=stopping_after(2))
     async with app.run_test(size=SIZE) as pilot:
         app.query_one("#run-name", Input).value = "real"
         app.set_focus(None)
         await pilot.press("s")
-        await until(pilot, lambda: app.history.epoch >= 1)
-        await pilot.press("x")
-        await until(pilot, lambda: app.history.status != "running" and not app.active)
-        assert app.history.status == "stopped" and app.history.epoch < 20
+        await until(pilot, lambda: app.history.status not in ("starting", "running") and not app.active)
+        assert app.history.status == "stopped" and app.history.epoch == 2
+        assert list((tmp_path / "real" / "checkpoints").glob("epoch-000002-*.pt"))
         await pilot.press("r")
         runs = app.query_one(RunsPane)
         assert runs.query_one("#runs-table").row_count == 1
