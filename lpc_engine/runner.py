@@ -6,14 +6,26 @@ The callback runs on the worker thread: a UI must only hand the event over
 
 from __future__ import annotations
 
+import os
 import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from .config import RunConfig
 from .events import Event, RunFailed
 from .train import Control, train
+
+
+def threads_beside_ui() -> int:
+    """Torch threads for a CPU run that shares the machine with an
+    interactive UI: all cores but one. With every core busy in torch, the
+    UI thread's wake-ups stall torch's thread barriers; on 2 cores a digits
+    run beside the TUI took 4.5x its headless time with 2 threads and 1.2x
+    with 1 (bench/tui_lag.py)."""
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 class BackgroundRun:
@@ -25,8 +37,9 @@ class BackgroundRun:
 
     def __init__(self, cfg: RunConfig, on_event: Callable[[Event], None],
                  run_dir: str | Path | None = None, resume: bool = False, overwrite: bool = False,
-                 train_fn: Callable[..., object] = train):
+                 train_fn: Callable[..., object] = train, cpu_threads: int | None = None):
         self.cfg, self.on_event = cfg, on_event
+        self.cpu_threads = cpu_threads  # torch intra-op threads while it runs; None: unchanged
         self.run_dir, self.resume_run, self.overwrite = run_dir, resume, overwrite
         self.control = Control()
         self.last_event: Event | None = None
@@ -63,6 +76,8 @@ class BackgroundRun:
 
     def _work(self) -> None:
         epoch = 0
+        if self.cpu_threads:
+            torch.set_num_threads(self.cpu_threads)
         try:
             for event in self._train(self.cfg, self.control, run_dir=self.run_dir,
                                      resume=self.resume_run, overwrite=self.overwrite):

@@ -19,7 +19,7 @@ from textual.widgets import ContentSwitcher, Footer, Static, TabbedContent
 
 from lpc_engine.errors import UsageError
 from lpc_engine.events import Alert, Event, RunFailed, RunFinished
-from lpc_engine.runner import BackgroundRun
+from lpc_engine.runner import BackgroundRun, threads_beside_ui
 from lpc_engine.train import resume_config, train
 
 from .export import export_folder, write_epochs_csv
@@ -34,7 +34,7 @@ from .screens.results import ResultsPane
 from .screens.runs import RunsPane
 from .status import event_line, status_line
 
-REDRAW_SECONDS = 0.1  # at most ~10 redraws a second (DESIGN.md)
+REDRAW_SECONDS = 0.2  # the tick: 5 redraws a second at most (DESIGN.md: about 10); 10 cost 10% of a digits run
 
 
 class LpcApp(App):
@@ -61,6 +61,7 @@ class LpcApp(App):
         self.job: BackgroundRun | None = None
         self.history = RunHistory()
         self.quitting = False
+        self.status_text = ""
 
     def compose(self) -> ComposeResult:
         # Kept as attributes: queries would search a modal screen when one is open.
@@ -98,8 +99,8 @@ class LpcApp(App):
         except UsageError as exc:
             self.notify(str(exc), severity="error")
             return
-        self._launch(BackgroundRun(pane.cfg, self._post, run_dir=run_dir, train_fn=self.train_fn),
-                     RunHistory(name=run_dir.name))
+        self._launch(BackgroundRun(pane.cfg, self._post, run_dir=run_dir, train_fn=self.train_fn,
+                                   cpu_threads=threads_beside_ui()), RunHistory(name=run_dir.name))
 
     def on_runs_pane_resume_requested(self, message: RunsPane.ResumeRequested) -> None:
         if self.active:
@@ -111,7 +112,8 @@ class LpcApp(App):
             self.notify(str(exc), severity="error")
             return
         self._launch(BackgroundRun(cfg, self._post, run_dir=message.run_dir, resume=True,
-                                   train_fn=self.train_fn), history_from_disk(message.run_dir))
+                                   train_fn=self.train_fn, cpu_threads=threads_beside_ui()),
+                     history_from_disk(message.run_dir))
 
     def _launch(self, run: BackgroundRun, history: RunHistory) -> None:
         self.job, self.history = run, history
@@ -166,7 +168,10 @@ class LpcApp(App):
     def redraw(self, force: bool = False) -> None:
         """The 10 Hz tick: the status line, and the monitor when it is shown."""
         paused = self.active and self.job.paused
-        self.status_bar.update(status_line(self.history, paused))
+        text = status_line(self.history, paused)
+        if text != self.status_text:  # a fixed-size line: no layout pass needed
+            self.status_text = text
+            self.status_bar.update(text, layout=False)
         if self.switcher.current == "monitor":
             self.monitor.draw(self.history, force)
 

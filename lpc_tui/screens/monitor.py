@@ -1,6 +1,7 @@
 """Monitor pane: live curves, per-node histograms, collapse metrics with the
 class codebook, and the event log. The app pushes a RunHistory down with
-`draw`, at most ~10 times a second; only the visible tab actually renders."""
+`draw` from its tick (5 Hz); charts are paced by their cost, and only the
+visible tab actually renders."""
 
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ from ..widgets.tables import codebook_text, metrics_table
 
 
 # Charts are pure-Python builds (plotext, ~5-15 ms each on a 2-core CPU).
-# Redraws are paced so they take at most this share of one core, and come
+# Redraws are paced so they take at most this share of one core (2.5%), and come
 # no more often than every MIN_SECONDS: the training thread, which needs the
 # same interpreter lock, keeps nearly all of it (bench/tui_lag.py).
-CHART_DUTY = 0.05
-MIN_SECONDS = 0.1
+CHART_DUTY = 0.025
+MIN_SECONDS = 0.2
 
 
 class MonitorPane(Vertical):

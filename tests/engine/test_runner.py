@@ -181,3 +181,25 @@ def test_merge_pause_policy_pauses_a_background_run(tmp_path: Path, no_thread_cr
     assert run.join(TIMEOUT)
     assert isinstance(run.last_event, RunFinished) and run.last_event.status == "finished"
     assert rec.epochs() == [1, 2, 3, 4, 5, 6]
+
+
+def test_cpu_threads_are_set_for_the_run_and_leave_a_core_to_the_ui() -> None:
+    import os
+
+    import torch
+
+    from lpc_engine.runner import threads_beside_ui
+    seen = []
+
+    def fake_train(cfg, control, **kwargs):
+        seen.append(torch.get_num_threads())
+        yield RunFinished(epoch=0, status="finished")
+    before = torch.get_num_threads()
+    try:
+        run = BackgroundRun(synthetic(), on_event=lambda e: None, train_fn=fake_train, cpu_threads=1)
+        run.start()
+        assert run.join(TIMEOUT)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1]
+    assert threads_beside_ui() == max(1, (os.cpu_count() or 1) - 1)
