@@ -41,12 +41,15 @@ def sweep(
     if lrs is not None:
         axes["lr"] = parse_list(lrs, "lr")
     axes["seed"] = parse_list(seeds, "seed")
+    flags = {k: v for k, v in dict(dataset=dataset, epochs=epochs, device=device).items() if v is not None}
     for spec in set_:
         field_name, values = parse_set(spec)
-        if field_name in axes:
-            raise UsageError(f"--set {field_name}: already a sweep axis; use its own option")
-        axes[field_name] = values
-    flags = {k: v for k, v in dict(dataset=dataset, epochs=epochs, device=device).items() if v is not None}
+        if field_name in axes or field_name in flags:
+            raise UsageError(f"--set {field_name}: already given by its own option")
+        if len(values) > 1:
+            axes[field_name] = values
+        else:  # one value: the same for every run, so not part of the run names
+            flags[field_name] = values[0]
     points = grid(axes, read_config_file(config) if config else None, flags)
     sweep_dir = run_path(runs_dir, name or f"sweep-{points[0].cfg.data.dataset}")
     todo = [Job(p, point_state(sweep_dir, p)) for p in points]
