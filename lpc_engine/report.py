@@ -60,8 +60,13 @@ class Row:
 
 def collect(runs_dir: str | Path) -> tuple[list[RunResult], list[str]]:
     """Finished runs under `runs_dir` (one level), and the names skipped with why."""
+    return collect_dirs(sorted(Path(runs_dir).iterdir()) if Path(runs_dir).is_dir() else [])
+
+
+def collect_dirs(run_dirs: Iterable[Path]) -> tuple[list[RunResult], list[str]]:
+    """The finished runs among `run_dirs`, and the others' names with why."""
     results, skipped = [], []
-    for run_dir in sorted(Path(runs_dir).iterdir()) if Path(runs_dir).is_dir() else []:
+    for run_dir in run_dirs:
         store = RunStore(run_dir)
         if not store.exists():
             continue

@@ -19,6 +19,7 @@ HELP = """[b]LPC Studio keys[/b]
                    [ ] page the node histograms
   [b]t[/b]  results       robustness and Tables I, II, IV vs the paper
   [b]r[/b]  runs          Enter opens, Space marks runs to overlay,
+                   v compares the marked runs (Tables I, II, IV),
                    R resumes the run under the cursor, g reloads
   [b]e[/b]  export        the run's epochs as CSV and an SVG screenshot
   [b]q[/b]  quit          asks first when a run is active

@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Static
 from lpc_engine.store import RunStore, list_runs
 
 from ..history import RunHistory, history_from_disk
+from .compare import CompareScreen
 from ..widgets.plots import Series, SeriesPlot
 from ..widgets.tables import fmt
 
@@ -26,7 +27,8 @@ COLUMNS = ("", "name", "status", "test acc", "R", "robust.", "epochs", "preset",
 class RunsPane(Vertical):
     # Listed in the hint line above the table, so the footer keeps the global keys.
     BINDINGS = [Binding("space", "mark", "mark", show=False), Binding("enter", "open", "open", show=False),
-                Binding("R", "resume", "resume", show=False), Binding("g", "reload", "reload", show=False)]
+                Binding("R", "resume", "resume", show=False), Binding("g", "reload", "reload", show=False),
+                Binding("v", "compare", "compare", show=False)]
 
     class ResumeRequested(Message):
         def __init__(self, run_dir: Path) -> None:
@@ -41,7 +43,8 @@ class RunsPane(Vertical):
         self.opened: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("Enter open · Space mark for overlay · R resume · g reload", id="runs-hint")
+        yield Static("Enter open · Space mark · v compare marked (Tables I, II, IV) · R resume · g reload",
+                     id="runs-hint")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         with Grid(id="runs-curves"):
             yield SeriesPlot("test accuracy", y_range=(0.0, 1.0), id="runs-acc")
@@ -97,6 +100,13 @@ class RunsPane(Vertical):
         table = self.query_one(DataTable)
         table.update_cell(name, "mark", "●" if name in self.marked else " ")
         self.draw()
+
+    def action_compare(self) -> None:
+        names = self.shown_names()
+        if not names:
+            self.app.notify("mark runs with Space first", severity="warning")
+            return
+        self.app.push_screen(CompareScreen([self.runs_dir / n for n in names]))
 
     def action_resume(self) -> None:
         name = self._cursor_name()

@@ -16,6 +16,7 @@ from textual.widgets import Button, ContentSwitcher, Input, Label, Static
 from lpc_engine import train
 from lpc_engine.events import EpochEnd
 from lpc_tui.app import LpcApp
+from lpc_tui.screens.compare import CompareScreen
 from lpc_tui.screens.dialogs import ConfirmQuit, HelpScreen
 from lpc_tui.screens.runs import RunsPane
 from scripted import ScriptedTrain, aio, write_saved_run
@@ -209,6 +210,15 @@ async def test_runs_pane_lists_opens_and_overlays(tmp_path) -> None:
         assert len(beta.xs) == 8
         compare = text_of(app, "#runs-compare")
         assert "alpha" in compare and "beta" in compare and "stopped" in compare
+        await pilot.press("v")  # the Compare view: the report of the marked runs
+        assert isinstance(app.screen, CompareScreen)
+        console = Console(width=100, record=True, file=io.StringIO())
+        console.print(app.screen.query_one(Static).content)
+        report = console.export_text()
+        assert "Table I" in report and "Table IV" in report and "LPC" in report
+        assert "12.5" in report and "left out: beta (stopped)" in report
+        await pilot.press("escape")
+        assert not isinstance(app.screen, CompareScreen)
 
 
 @aio
