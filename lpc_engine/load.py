@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -14,6 +15,7 @@ from .data import TensorData, load_data
 from .errors import UsageError
 from .models import LpcModel, build_model
 from .presets import get_preset
+from .checkpoint import load_newest
 from .store import RunStore, load_checkpoint
 
 
@@ -33,14 +35,24 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
     store = RunStore(run_dir)
     if not store.exists():
         raise UsageError(f"run: {run_dir} is not a run directory (no config.json)")
-    path = Path(checkpoint) if checkpoint else store.latest_checkpoint()
-    if path is None:
-        raise UsageError(f"run: {run_dir} has no checkpoint")
+    state = _checkpoint_state(store, checkpoint, device)
     cfg = config_from_dict(store.read_config())
     data = load_data(cfg.data.dataset, cfg.data.data_dir or None, False, device)
     model = build_model(cfg.model.backbone, get_preset(cfg.model.preset).head, data.input_shape,
                         data.num_classes, cfg.model.latent_dim, cfg.model.classifier_bias)
-    state = load_checkpoint(path, device)
     model.load_state_dict(state["model"])
     model.to(device).eval()
     return LoadedRun(cfg, model, data.x_test, data.y_test, data, state["epoch"])
+
+
+def _checkpoint_state(store: RunStore, checkpoint: str | Path | None, device) -> dict:
+    """The given checkpoint, or the newest one that verifies; a corrupt
+    newest one is passed over with a warning, as on resume."""
+    if checkpoint:
+        return load_checkpoint(checkpoint, device)
+    path, state, skipped = load_newest(store.checkpoints(), device)
+    for bad, why in skipped:
+        warnings.warn(f"{why}; using an older checkpoint", stacklevel=3)
+    if path is None:
+        raise UsageError(f"run: {store.dir} has no readable checkpoint")
+    return state

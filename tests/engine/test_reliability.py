@@ -320,3 +320,14 @@ def test_a_run_directory_appears_whole(tmp_path, monkeypatch) -> None:
     assert store_module.list_runs(tmp_path / "runs") == []
     store.create({"epochs": 1}, "")
     assert store.exists() and not debris.exists()
+
+
+def test_load_run_passes_over_a_corrupt_newest_checkpoint_with_a_warning(tmp_path) -> None:
+    from lpc_engine import load_run
+    run_dir = tmp_path / "r"
+    _stopped_after(run_dir, 3)
+    newest = RunStore(run_dir).latest_checkpoint()
+    newest.write_bytes(newest.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="using an older checkpoint"):
+        run = load_run(run_dir)
+    assert run.epoch == 2
