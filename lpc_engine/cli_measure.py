@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Optional
@@ -117,7 +118,11 @@ def eval_run(run_dir: Path = typer.Argument(..., help="A run directory."),
     """Recompute the metrics and the robustness table of a saved run."""
     if samples < 0:
         raise UsageError(f"samples: must be >= 0, got {samples}")
-    run = load_run(run_dir, device=device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = load_run(run_dir, device=device)
+    for w in caught:  # a corrupt newest checkpoint passed over: one plain line
+        sys.stderr.write(f"lpc: warning: {' '.join(str(w.message).split())}\n")
     metrics, _ = collapse_metrics(run.model, run.data)
     table = robustness(run.model, run.data, samples, seed) if samples else {}
     values = {**metrics, **table}

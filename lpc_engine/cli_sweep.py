@@ -50,6 +50,8 @@ def sweep(
             axes[field_name] = values
         else:  # one value: the same for every run, so not part of the run names
             flags[field_name] = values[0]
+    if flags.get("data_dir"):  # runs resume from anywhere: keep data paths absolute
+        flags["data_dir"] = str(Path(flags["data_dir"]).expanduser().resolve())
     points = grid(axes, read_config_file(config) if config else None, flags)
     sweep_dir = run_path(runs_dir, name or f"sweep-{points[0].cfg.data.dataset}")
     todo = [Job(p, point_state(sweep_dir, p)) for p in points]

@@ -54,5 +54,5 @@ def _checkpoint_state(store: RunStore, checkpoint: str | Path | None, device) ->
     for bad, why in skipped:
         warnings.warn(f"{why}; using an older checkpoint", stacklevel=3)
     if path is None:
-        raise UsageError(f"run: {store.dir} has no readable checkpoint")
+        raise UsageError(skipped[0][1] if skipped else f"run: {store.dir} has no checkpoint")
     return state

@@ -16,17 +16,11 @@ from lpc_engine import build_config, load_run
 from lpc_engine.cli import main
 from lpc_engine.config import to_dict
 from lpc_engine.store import read_events
+from lpc_cli import lpc
 
 DIGITS = ["--preset", "lpc", "--dataset", "digits", "--seed", "0"]
 SYNTH = ["--dataset", "synthetic", "--device", "cpu"]
 
-
-def lpc(capsys, *argv: str) -> tuple[int, str, str]:
-    """Run `lpc ARGV` in-process: (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

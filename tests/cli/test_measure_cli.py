@@ -16,15 +16,10 @@ from lpc_engine.metrics.binarity import fit_node_mixtures
 from lpc_engine.events import LatentSample, MetricsComputed, RobustnessComputed
 from lpc_engine.metrics import METRIC_NAMES
 from lpc_engine.store import read_events
+from lpc_cli import lpc
 
 SYNTH = ["--dataset", "synthetic", "--device", "cpu"]
 
-
-def lpc(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

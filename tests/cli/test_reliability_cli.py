@@ -20,16 +20,11 @@ import lpc_engine.epoch as epoch_module
 import lpc_engine.store as store_module
 from lpc_engine.cli import main
 from lpc_engine.store import RunStore, checksum_path, load_checkpoint, read_events
+from lpc_cli import lpc
 
 SYNTH = ["run", "--dataset", "synthetic", "--device", "cpu", "--robustness-samples", "0",
          "--checkpoint-every", "1"]
 
-
-def lpc(capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_error(err: str) -> bool:
@@ -211,9 +206,13 @@ def test_configs_are_toml_or_json_only(name, text, tmp_path, capsys) -> None:
     assert not (tmp_path / "runs").exists() and not (tmp_path / "pwned").exists()
 
 
-def test_eval_names_a_corrupt_checkpoint(stopped_run, capsys) -> None:
-    newest = RunStore(stopped_run / "r").latest_checkpoint()
+def test_eval_names_a_corrupt_checkpoint_and_uses_the_previous(stopped_run, capsys) -> None:
+    store = RunStore(stopped_run / "r")
+    older, newest = store.checkpoints()[-2:]
     newest.write_bytes(newest.read_bytes()[:100])
     code, out, err = lpc(capsys, "eval", stopped_run / "r", "--samples", "0")
-    assert code == 2 and out == "" and one_line_error(err)
-    assert newest.name in err and "SHA-256" in err
+    assert code == 0 and err.startswith("lpc: warning: ") and err.count("\n") == 1
+    assert newest.name in err and "SHA-256" in err and "older checkpoint" in err
+    older.write_bytes(older.read_bytes()[:100])  # nothing readable left: an error naming the newest
+    code, out, err = lpc(capsys, "eval", stopped_run / "r", "--samples", "0")
+    assert code == 2 and out == "" and one_line_error(err) and newest.name in err

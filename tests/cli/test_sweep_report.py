@@ -15,15 +15,10 @@ from lpc_engine.report_render import cell
 from lpc_engine.store import read_events
 from lpc_engine.sweep import grid
 from lpc_engine.train import Control, train
+from lpc_cli import lpc
 
 FAST = ["--dataset", "synthetic", "--epochs", "3", "--device", "cpu", "--set", "robustness_samples=30"]
 
-
-def lpc(capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
