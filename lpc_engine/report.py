@@ -25,10 +25,10 @@ from .store import RunStore, read_events
 TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "table1": (("separation_ratio", "R"), ("sigma_w", "Sigma_W"), ("norm_cov", "CoV"),
                ("entropy_per_dim", "entropy/d")),
-    "table2": (("robustness_mean", "||r||/||x||"), ("test_acc_percent", "test acc %")),
+    "table2": (("robustness_mean", "‖r‖/‖x‖"), ("test_acc_percent", "test acc %")),
     "table4": (("gmm_score_mean", "GMM score"), ("gmm_score_min", "min"),
                ("gmm_peak_distance_mean", "peak dist."), ("gmm_peak_distance_min", "min"),
-               ("abs_cov", "CoV |z|")),
+               ("abs_cov", "CoV abs(z)")),
 }
 MIN_OVER_RUNS = frozenset({"gmm_score_min", "gmm_peak_distance_min"})  # Table IV: min, not mean
 CURVE_KEYS = ("nc1", "nc1_per_dim", "gmm_score_mean", "gmm_std_mean", "gmm_peak_distance_mean")
