@@ -19,6 +19,7 @@ from .report_render import (curve_charts, curves_csv, report_csv, report_json, r
 from .store import atomic_write, json_safe, run_path
 from .sweep import expand_presets, grid, parse_list, parse_set, point_state
 from .sweep_exec import Job, run_jobs
+from .sweep_submitit import ClusterOptions, run_submitit
 
 
 def sweep(
@@ -33,6 +34,13 @@ def sweep(
     runs_dir: str = typer.Option("runs", "--runs-dir", help="Folder holding the sweep folder."),
     name: Optional[str] = typer.Option(None, help="Sweep folder name (default: sweep-DATASET)."),
     jobs: int = typer.Option(1, "--jobs", min=1, max=256, help="Runs at a time, as separate processes."),
+    executor: str = typer.Option("auto", help="auto (this machine, --jobs at a time), or through "
+                                 "submitit: local, slurm (pip install 'lpc-studio[cluster]')."),
+    partition: Optional[str] = typer.Option(None, help="slurm: the partition."),
+    gpus: int = typer.Option(1, min=0, max=64, help="slurm: GPUs per run."),
+    cpus: int = typer.Option(4, min=1, max=512, help="slurm: CPUs per run."),
+    time_limit: int = typer.Option(24 * 60, min=1, help="slurm/local: minutes per run; rerun the sweep "
+                                   "to resume runs that hit it."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the grid and what would run, then exit."),
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as one JSON object."),
 ) -> None:
@@ -63,8 +71,13 @@ def sweep(
         for job in todo:
             sys.stdout.write(f"{job.point.name}\t{job.state}\n")
         return
+    if executor not in ("auto", "local", "slurm"):
+        raise UsageError(f"--executor: expected auto, local or slurm, got {executor!r}")
     _create(sweep_dir)
-    run_jobs(sweep_dir, todo, jobs, stderr)
+    if executor == "auto":
+        run_jobs(sweep_dir, todo, jobs, stderr)
+    else:
+        run_submitit(sweep_dir, todo, ClusterOptions(executor, partition, gpus, cpus, time_limit), stderr)
     failed = [j.point.name for j in todo if j.status == "failed"]
     if as_json:
         sys.stdout.write(json.dumps({"sweep_dir": str(sweep_dir), "runs": len(todo),

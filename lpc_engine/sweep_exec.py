@@ -33,6 +33,7 @@ class Job:
     gpu: str | None = None
     returncode: int | None = None
     threads: int = 1  # torch threads of a CPU job
+    error: str = ""
     log: Path | None = field(default=None, repr=False)
 
 
@@ -118,11 +119,16 @@ def _start(sweep_dir: Path, job: Job) -> None:
     job.status = "running"
 
 
-def _poll(sweep_dir: Path, job: Job) -> None:
+def poll_progress(sweep_dir: Path, job: Job) -> None:
+    """The run's last epoch and test accuracy, from its events.jsonl."""
     rows = [r for r in read_events(run_path(sweep_dir, job.point.name) / "events.jsonl")
             if r.get("event") == "epoch"]
     if rows:
         job.epoch, job.test_acc = rows[-1]["epoch"], rows[-1].get("test_acc")
+
+
+def _poll(sweep_dir: Path, job: Job) -> None:
+    poll_progress(sweep_dir, job)
     code = job.process.poll() if job.process is not None else None
     if code is not None:
         job.returncode = code
@@ -134,7 +140,7 @@ def progress_table(jobs: list[Job]) -> Table:
                   title_justify="left")
     for header in ("run", "status", "epoch", "test acc", "gpu"):
         table.add_column(header, justify="right" if header in ("epoch", "test acc") else "left")
-    style = {"running": "green", "failed": "red", "finished": "cyan", "done": "dim"}
+    style = {"running": "green", "queued": "yellow", "failed": "red", "finished": "cyan", "done": "dim"}
     for j in jobs:
         acc = f"{j.test_acc:.3f}" if isinstance(j.test_acc, (int, float)) else "-"
         table.add_row(j.point.name, j.status, f"{j.epoch}/{j.point.cfg.epochs}", acc, j.gpu or "-",

@@ -166,3 +166,26 @@ def test_parallel_jobs_run_as_processes(tmp_path, capsys) -> None:
     for name in ("lpc-s0", "nopen-s0"):
         assert json.loads((tmp_path / "p" / name / "summary.json").read_text())["status"] == "finished"
     assert (tmp_path / "p" / ".logs" / "lpc-s0.log").is_file()
+
+
+@pytest.mark.slow
+def test_submitit_local_executor_runs_a_small_grid(tmp_path, capsys) -> None:
+    pytest.importorskip("submitit")
+    code, out, err = lpc(capsys, "sweep", "--executor", "local", "--presets", "lpc,nopen,linpen", "--seeds", "0",
+                         "--dataset", "synthetic", "--epochs", "2", "--device", "cpu",
+                         "--set", "robustness_samples=20", "--runs-dir", tmp_path, "--name", "sub", "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"sweep_dir": str(tmp_path / "sub"), "runs": 3, "ran": 3, "failed": []}
+    for name in ("lpc-s0", "nopen-s0", "linpen-s0"):
+        rows = read_events(tmp_path / "sub" / name / "events.jsonl")
+        assert [r["epoch"] for r in rows if r["event"] == "epoch"] == [1, 2]
+    assert list((tmp_path / "sub" / ".submitit").glob("*_result.pkl"))
+    code, out, _ = lpc(capsys, "sweep", "--executor", "local", "--presets", "lpc,nopen,linpen", "--seeds", "0",
+                       "--dataset", "synthetic", "--epochs", "2", "--device", "cpu",
+                       "--set", "robustness_samples=20", "--runs-dir", tmp_path, "--name", "sub", "--dry-run")
+    assert out.splitlines() == ["lpc-s0\tdone", "nopen-s0\tdone", "linpen-s0\tdone"]
+
+
+def test_unknown_executor_exits_2(tmp_path, capsys) -> None:
+    code, _, err = lpc(capsys, "sweep", "--executor", "pbs", "--dataset", "synthetic", "--runs-dir", tmp_path)
+    assert code == 2 and "--executor: expected auto, local or slurm" in err and not any(tmp_path.iterdir())
