@@ -16,26 +16,23 @@ import argparse
 import statistics
 import time
 
-import torch
-
-from lpc_engine.augment import augment_batch
 from lpc_engine.config_io import build_config
-from lpc_engine.epoch import num_steps
+from lpc_engine.epoch import _batch, num_steps, start_epoch
 from lpc_engine.objective import compute_loss, objective_for_epoch
 from lpc_engine.session import open_session
 
 
 def bare_epoch(s, obj) -> float:
-    """Forward, backward and step on the engine's batches: nothing else."""
+    """Forward, backward and step on batches made as the engine makes them
+    (the same draws, blocks and slices): nothing else."""
     began = time.perf_counter()
     s.model.train()
-    perm = torch.randperm(s.data.x_train.shape[0], generator=s.generator, device=s.device)
+    progress = start_epoch(s.data, s.generator, s.cfg.data.augment)
     bs = s.cfg.data.batch_size
-    for step in range(num_steps(perm.numel(), bs)):
-        idx = perm[step * bs:(step + 1) * bs]
-        x = augment_batch(s.data.x_train[idx], s.data.crop_padding if s.cfg.data.augment else 0,
-                          s.data.flip and s.cfg.data.augment, s.generator)
-        loss, _, _ = compute_loss(s.model(x), s.data.y_train[idx], obj)
+    total = num_steps(progress.perm.numel(), bs)
+    for progress.step in range(total):
+        x, y = _batch(s.data, progress, bs, total)
+        loss, _, _ = compute_loss(s.forward(x), y, obj)
         s.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         s.optimizer.step()

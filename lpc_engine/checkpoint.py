@@ -4,7 +4,7 @@ one is loaded safely.
 Model, optimizer, the last completed epoch, the gamma cap of the `hold`
 policy, every random state (global torch, CUDA, and the generator that draws
 batch orders and augmentations) and, after a stop in mid-epoch, the epoch's
-progress. Only tensors and plain data: it loads with weights_only=True, and
+progress (with its sample order and augmentation draws). Only tensors and plain data: it loads with weights_only=True, and
 a file holding anything else is refused before any of it runs. Each file
 has its SHA-256 beside it (store.py writes both); a mismatch means damage.
 """
@@ -37,7 +37,8 @@ def capture(model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch
         partial = {"perm": progress.perm.cpu(), "step": progress.step,
                    "sums": progress.sums.cpu(), "seconds": progress.seconds,
                    "pending": [[list(losses), logits.cpu(), y.cpu(), norms.cpu()]
-                               for losses, logits, y, norms in progress.pending]}
+                               for losses, logits, y, norms in progress.pending],
+                   "draws": None if progress.draws is None else progress.draws.cpu()}
     return {
         "format": FORMAT,
         "epoch": epoch,
@@ -75,10 +76,12 @@ def restore(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Opti
     device = next(model.parameters()).device
     pending = [(tuple(t.to(device) for t in losses), logits.to(device), y.to(device),
                 norms.to(device)) for losses, logits, y, norms in partial["pending"]]
+    draws = partial.get("draws")  # absent before draws were made per epoch: drawn anew
     return EpochProgress(perm=partial["perm"].to(device), step=partial["step"],
                          sums=partial["sums"].to(device), seconds=partial["seconds"],
                          # clear: no checkpoint is written after a non-finite step
-                         nonfinite=torch.zeros((), device=device), pending=pending)
+                         nonfinite=torch.zeros((), device=device), pending=pending,
+                         draws=None if draws is None else draws.to(device))
 
 
 def checksum_path(checkpoint: Path) -> Path:

@@ -60,6 +60,9 @@ def run(
     data_dir: Optional[str] = typer.Option(None, help="Dataset folder (torchvision) or .npz file."),
     download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Download the dataset."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
+    precision: Optional[str] = typer.Option(None, help="fp32, or bf16 autocast of the forward pass."),
+    compile_model: Optional[bool] = typer.Option(None, "--compile/--no-compile",
+                                                 help="torch.compile the model (first steps compile)."),
     runs_dir: str = RunsDir,
     name: Optional[str] = typer.Option(None, help="Run name (default: preset-dataset-seed-time)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run NAME from its last checkpoint."),
@@ -74,7 +77,8 @@ def run(
                  gamma_factor=gamma_factor, gamma_max=gamma_max, metrics_every=metrics_every,
                  robustness_samples=robustness_samples, checkpoint_every=checkpoint_every,
                  checkpoint_minutes=checkpoint_minutes,
-                 data_dir=data_dir, download=download, device=device)
+                 data_dir=data_dir, download=download, device=device, precision=precision,
+                 compile=compile_model)
     if resume and overwrite:
         raise UsageError("--resume continues a run and --overwrite replaces it: give one of them")
     if resume:
@@ -113,20 +117,26 @@ def run(
 
 def _resume_target(runs_dir: str, name: str | None, flags: dict,
                    config: Path | None) -> tuple[Path, RunConfig]:
-    """The run to resume and its saved config; only --epochs and --device may change."""
+    """The run to resume and its saved config; only the RESUMABLE_CHANGES
+    flags (--epochs, --device, --precision, --compile) may change."""
+    may_change = ", ".join(_flag(k) for k in RESUMABLE_CHANGES)
     if not name:
         raise UsageError("resume: give --name of the run to resume")
     if config is not None:
-        raise UsageError("resume: --config cannot change a saved run (only --epochs and --device)")
+        raise UsageError(f"resume: --config cannot change a saved run (only {may_change})")
     run_dir = run_path(runs_dir, name)
-    cfg = resume_config(run_dir, flags.get("epochs"), flags.get("device"))
+    cfg = resume_config(run_dir, **{k: flags.get(k) for k in RESUMABLE_CHANGES})
     saved = {k: v for k, v in to_flat(cfg).items()}
     changed = sorted(k for k, v in flags.items() if v is not None and k not in RESUMABLE_CHANGES
                      and _normal(k, v) != saved[k])
     if changed:
-        what = ", ".join(f"--{k.replace('_', '-')} (saved: {saved[k]})" for k in changed)
-        raise UsageError(f"resume: {what} differs from the saved run; only --epochs and --device may change")
+        what = ", ".join(f"{_flag(k)} (saved: {saved[k]})" for k in changed)
+        raise UsageError(f"resume: {what} differs from the saved run; only {may_change} may change")
     return run_dir, cfg
+
+
+def _flag(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
 
 
 def _normal(field_name: str, value: object) -> object:

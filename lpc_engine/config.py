@@ -23,6 +23,7 @@ GAMMA_SCHEDULES = ("exponential", "dual-exponential", "linear", "cosine", "const
 LR_SCHEDULES = ("constant", "halving", "cosine")
 REDUCTIONS = ("sum", "mean")
 MERGE_POLICIES = ("warn", "pause", "hold")
+PRECISIONS = ("fp32", "bf16")
 
 
 def _f(default: Any, doc: str, lo: float | None = None, hi: float | None = None,
@@ -98,6 +99,10 @@ class RunConfig:
     epochs: int = _f(800, "training epochs (paper: 800)", 1, 10**6)
     seed: int = _f(0, "seed of weights, shuffling and augmentation", 0, 2**31 - 1)
     device: str = _f("auto", "auto (GPU when there is one), cpu, cuda, cuda:N")
+    precision: str = _f("fp32", "fp32, or bf16: the forward pass under bf16 autocast (loss, "
+                        "weights and optimizer stay fp32)", choices=PRECISIONS)
+    compile: bool = _f(False, "torch.compile the model for training (first steps compile, "
+                       "tens of seconds; checkpoints keep the plain weights)")
     metrics_every: int = _f(50, "epochs between collapse metrics; 0 = only at the end", 0, 10**6)
     eval_every: int = _f(1, "epochs between test-accuracy evaluations", 1, 10**6)
     checkpoint_every: int = _f(10, "epochs between checkpoints (and always at the end)", 1, 10**6)

@@ -19,14 +19,25 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
-from .augment import augment_batch
+from .augment import apply_crops, draw_crops
 from .data import TensorData
+from .models import ModelOutput
 from .objective import EpochObjective, compute_loss
+
+# Samples are gathered and augmented a block at a time, at most this many
+# values (64 MB of float32: all of digits, 42 batches of CIFAR at 128), and
+# each step slices its batch out: two views a step where a per-batch gather,
+# pad and crop took ~10 small kernels, 9% of a digits MLP step on the CPU
+# (bench/train_bench.py). Every draw is made at the start of the epoch, so
+# the batches do not depend on where the blocks begin (a mid-epoch resume
+# starts one at its step).
+BLOCK_FLOATS = 1 << 24
 
 # Columns of the running sums (each weighted by the batch size but `n`).
 LOSS, CE, PENALTY, CORRECT, NORM, NORM_SQ, N = range(7)
@@ -43,6 +54,8 @@ class EpochProgress:
     seconds: float  # wall time spent on the epoch so far
     nonfinite: Tensor  # () float on the device: 1.0 once a step's loss was not finite
     pending: list = field(default_factory=list)  # per-step tensors not yet folded
+    draws: Tensor | None = None  # (N, 3) crop offsets and flip bit of perm[i] (augment.draw_crops)
+    block: tuple | None = None  # (first sample, x, y): augmented samples the next steps slice
 
     def fold(self) -> Tensor:
         """Fold the pending per-step values into `sums` and return them: a
@@ -61,12 +74,23 @@ class EpochProgress:
         return self.sums
 
 
-def start_epoch(data: TensorData, generator: torch.Generator) -> EpochProgress:
-    n = data.x_train.shape[0]
-    perm = torch.randperm(n, generator=generator, device=data.x_train.device)
-    sums = torch.zeros(N_SUMS, dtype=torch.float64, device=data.x_train.device)
+def start_epoch(data: TensorData, generator: torch.Generator, augment: bool = True) -> EpochProgress:
+    """The epoch's sample order and, with `augment`, every sample's crop
+    and flip, all drawn now from `generator`."""
+    n, device = data.x_train.shape[0], data.x_train.device
+    perm = torch.randperm(n, generator=generator, device=device)
+    sums = torch.zeros(N_SUMS, dtype=torch.float64, device=device)
     return EpochProgress(perm=perm, step=0, sums=sums, seconds=0.0,
-                         nonfinite=torch.zeros((), device=data.x_train.device))
+                         nonfinite=torch.zeros((), device=device),
+                         draws=_draws(data, generator) if augment else None)
+
+
+def _draws(data: TensorData, generator: torch.Generator) -> Tensor | None:
+    """Every training sample's crop and flip; None if the data has none."""
+    if data.x_train.dim() != 4 or not (data.crop_padding or data.flip):
+        return None
+    return draw_crops(data.x_train.shape[0], data.crop_padding, data.flip, generator,
+                      data.x_train.device)
 
 
 def num_steps(n: int, batch_size: int) -> int:
@@ -79,14 +103,17 @@ def num_steps(n: int, batch_size: int) -> int:
 def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, data: TensorData,
                 progress: EpochProgress, obj: EpochObjective, batch_size: int, augment: bool,
                 generator: torch.Generator, stop: threading.Event | None = None,
-                pause: threading.Event | None = None, deadline: float | None = None) -> bool:
+                pause: threading.Event | None = None, deadline: float | None = None,
+                forward: Callable[[Tensor], ModelOutput] | None = None) -> bool:
     """Run the remaining steps of the epoch; False if stopped, or if
     time.monotonic() passed `deadline` (a timed checkpoint), before the end.
-    `optimizer` must be a fused AdamW (the non-finite guard above)."""
+    `optimizer` must be a fused AdamW (the non-finite guard above).
+    `forward` runs `model` (bf16, compiled: execution.py); default `model`."""
     model.train()
+    forward = forward or model
+    if augment and progress.draws is None:  # resumed from a checkpoint that predates them
+        progress.draws = _draws(data, generator)
     optimizer.found_inf = progress.nonfinite  # read by the fused kernel each step
-    padding = data.crop_padding if augment else 0
-    flip = data.flip and augment
     total, first = num_steps(progress.perm.numel(), batch_size), progress.step
     while progress.step < total:
         while pause is not None and pause.is_set() and not _is_set(stop):
@@ -95,18 +122,45 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, data: Tensor
             return False
         if deadline is not None and progress.step > first and time.monotonic() >= deadline:
             return False  # one step a call at least, however short the interval
-        idx = progress.perm[progress.step * batch_size:(progress.step + 1) * batch_size]
-        x = augment_batch(data.x_train[idx], padding, flip, generator)
-        y = data.y_train[idx]
-        out = model(x)
+        x, y = _batch(data, progress, batch_size, total)
+        out = forward(x)
         loss, ce, penalty = compute_loss(out, y, obj)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        progress.nonfinite.logical_or_(~torch.isfinite(loss.detach()))  # stays 0.0 or 1.0
+        # loss - loss is 0 if finite and NaN if not, and NaN counts as true:
+        # the flag stays 0.0 or 1.0, in 2 kernels where isfinite took 3 (3x the time).
+        progress.nonfinite.logical_or_(loss.detach() - loss.detach())
         optimizer.step()
         _accumulate(progress, out.logits, out.latent, y, loss, ce, penalty)
         progress.step += 1
     return True
+
+
+def _batch(data: TensorData, progress: EpochProgress, batch_size: int,
+           total: int) -> tuple[Tensor, Tensor]:
+    """Step `progress.step`'s batch: a view into the block of gathered and
+    augmented samples that holds it, the next block made when it is reached."""
+    a = progress.step * batch_size
+    b = min(a + batch_size, progress.perm.numel())
+    block = progress.block
+    if block is None or not block[0] <= a < b <= block[0] + len(block[2]):
+        end = min(total * batch_size, progress.perm.numel())
+        block = progress.block = _block(data, progress, a, end, batch_size)
+    first, x, y = block
+    return x[a - first:b - first], y[a - first:b - first]
+
+
+def _block(data: TensorData, progress: EpochProgress, first: int, end: int,
+           batch_size: int) -> tuple[int, Tensor, Tensor]:
+    """Samples perm[first:] up to BLOCK_FLOATS values (whole batches, at
+    least one), gathered and augmented in one go."""
+    per_batch = data.x_train[0].numel() * batch_size
+    end = min(end, first + max(1, BLOCK_FLOATS // per_batch) * batch_size)
+    idx = progress.perm[first:end]
+    x = data.x_train[idx]
+    if progress.draws is not None:
+        x = apply_crops(x, data.crop_padding, data.flip, progress.draws[first:end])
+    return first, x, data.y_train[idx]
 
 
 def _is_set(event: threading.Event | None) -> bool:

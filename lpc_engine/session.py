@@ -21,6 +21,7 @@ from .data import TensorData, load_data
 from .epoch import EpochProgress, accuracy, epoch_scalars, start_epoch, train_steps
 from .errors import UsageError
 from .events import Alert, CheckpointSaved, EpochEnd, Event
+from .execution import StepForward, flush_denormals, prepare_forward
 from .models import LpcModel, build_model
 from .objective import objective_for_epoch
 from .presets import Preset, get_preset
@@ -43,7 +44,8 @@ class Session:
     preset: Preset
     device: torch.device
     data: TensorData
-    model: LpcModel
+    model: LpcModel  # the plain module: checkpoints, evaluation, metrics, DeepFool
+    forward: StepForward  # what the training steps call (bf16, compiled: execution.py)
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # draws batch orders and augmentations
     store: RunStore | None
@@ -74,11 +76,11 @@ class Session:
         lr = lr_at(epoch, cfg.optim, cfg.epochs)
         self.optimizer.param_groups[0]["lr"] = lr  # group 1, the classifier, keeps cfg.optim.lr
         obj = objective_for_epoch(cfg, self.preset, epoch, gamma)
-        self.progress = self.progress or start_epoch(self.data, self.generator)
+        self.progress = self.progress or start_epoch(self.data, self.generator, cfg.data.augment)
         began = time.perf_counter()
         done = train_steps(self.model, self.optimizer, self.data, self.progress, obj,
                            cfg.data.batch_size, cfg.data.augment, self.generator, stop, pause,
-                           deadline)
+                           deadline, self.forward)
         self.progress.seconds += time.perf_counter() - began
         if not done:
             return None
@@ -124,15 +126,16 @@ def open_session(cfg: RunConfig, run_dir: str | Path | None, resume: ResumePoint
                  overwrite: bool) -> Session:
     """Load data, build model and optimizer, then restore `resume` or create the
     run directory. Bad input raises UsageError before anything is written."""
-    torch.set_flush_denormal(True)  # tiny z at high gamma: denormals cost 25-30x on CPUs
+    flush_denormals()  # tiny z at high gamma: denormals cost 25-30x on CPUs
     device = pick_device(cfg.device)
     preset = get_preset(cfg.model.preset)
     data = load_data(cfg.data.dataset, cfg.data.data_dir or None, cfg.data.download, device)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model.backbone, preset.head, data.input_shape, data.num_classes,
                         cfg.model.latent_dim, cfg.model.classifier_bias).to(device)
+    forward = prepare_forward(model, device, cfg.precision, cfg.compile)
     store = RunStore(run_dir) if run_dir is not None else None
-    session = Session(cfg, preset, device, data, model, _optimizer(model, cfg),
+    session = Session(cfg, preset, device, data, model, forward, _optimizer(model, cfg),
                       torch.Generator(device=device).manual_seed(cfg.seed), store,
                       MergeWatch(data.num_classes))
     if resume is not None:

@@ -51,7 +51,8 @@ def train(cfg: RunConfig, control: Control | None = None, run_dir: str | Path | 
     Bad input raises UsageError before anything is written. With resume=True
     the run in `run_dir` continues from its newest checkpoint that verifies
     (from epoch 1 if it has none yet); `cfg` may only differ from the saved
-    config in `epochs` (to extend a run) and `device`. A write that fails in
+    config in RESUMABLE_CHANGES: `epochs` (to extend a run), `device`,
+    `precision` and `compile`. A write that fails in
     mid-run raises StorageError.
     """
     control = control or Control()
@@ -60,7 +61,7 @@ def train(cfg: RunConfig, control: Control | None = None, run_dir: str | Path | 
         cfg, point = _resume_point(cfg, run_dir)
     s = open_session(resolve(cfg), run_dir, point, overwrite)
     if resume and s.store.read_config() != to_dict(s.cfg):
-        s.store.update_config(to_dict(s.cfg))  # more epochs or another device, once it all loaded
+        s.store.update_config(to_dict(s.cfg))  # a RESUMABLE_CHANGES change, once it all loaded
     yield s.emit(RunStarted(
         run_dir=str(run_dir or ""), device=str(s.device), start_epoch=s.start,
         epochs=s.cfg.epochs, num_params=sum(p.numel() for p in s.model.parameters()),
@@ -178,20 +179,23 @@ def _watch_merge(s: Session, row: EpochEnd, control: Control) -> Iterator[Event]
         f"latent norm {row.latent_norm_mean:.3g} at gamma {row.gamma:.3g}.{action}")))
 
 
-# Fields a resumed run may change: more epochs, another device.
-RESUMABLE_CHANGES = ("epochs", "device")
+# Fields a resumed run may change: more epochs, and how it runs (device,
+# precision, compile), which no saved state depends on: the checkpoint holds
+# fp32 weights of the plain module whatever the precision or compilation.
+RESUMABLE_CHANGES = ("epochs", "device", "precision", "compile")
 
 
-def resume_config(run_dir: str | Path, epochs: int | None = None,
-                  device: str | None = None) -> RunConfig:
-    """The saved config of the run in `run_dir`, with more epochs or another
-    device if given: what `train(..., resume=True)` expects."""
+def resume_config(run_dir: str | Path, epochs: int | None = None, device: str | None = None,
+                  precision: str | None = None, compile: bool | None = None) -> RunConfig:
+    """The saved config of the run in `run_dir`, with more epochs, another
+    device, precision or compile setting if given: what
+    `train(..., resume=True)` expects."""
     store = RunStore(run_dir)
     if not store.exists():
         raise UsageError(f"resume: no run at {run_dir} (give --runs-dir and --name of an existing run)")
     cfg = config_from_dict(store.read_config())
-    changes = {k: v for k, v in (("epochs", epochs), ("device", device)) if v is not None}
-    return resolve(dataclasses.replace(cfg, **changes))
+    given = zip(RESUMABLE_CHANGES, (epochs, device, precision, compile))
+    return resolve(dataclasses.replace(cfg, **{k: v for k, v in given if v is not None}))
 
 
 def _resume_point(cfg: RunConfig, run_dir: str | Path | None) -> tuple[RunConfig, ResumePoint]:
@@ -204,7 +208,7 @@ def _resume_point(cfg: RunConfig, run_dir: str | Path | None) -> tuple[RunConfig
     keep = {k: getattr(saved, k) for k in RESUMABLE_CHANGES}
     if dataclasses.replace(cfg, **keep) != saved:
         raise UsageError("resume: the config differs from the saved run's; only "
-                         f"{' and '.join(RESUMABLE_CHANGES)} may change (see resume_config)")
+                         f"{', '.join(RESUMABLE_CHANGES)} may change (see resume_config)")
     path, state, skipped = load_newest(RunStore(run_dir).checkpoints())
     if state is not None and cfg.epochs < state["epoch"]:
         raise UsageError(f"epochs: the run has done {state['epoch']} epochs; cannot resume with {cfg.epochs}")
