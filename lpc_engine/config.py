@@ -230,7 +230,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     """Check every field's range and the cross-field rules; return cfg."""
     for name, (section, f) in leaf_fields().items():
         value = getattr(getattr(cfg, section), name) if section else getattr(cfg, name)
-        _check_range(name, f.metadata, value)
+        check_range(name, f.metadata, value)
     g = cfg.gamma
     if g.gamma_max < g.gamma_init:
         raise ConfigError(f"gamma_max: must be >= gamma_init ({g.gamma_init:g}), got {g.gamma_max:g}")
@@ -241,7 +241,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-def _check_range(name: str, meta: Any, value: Any) -> None:
+def check_range(name: str, meta: Any, value: Any) -> None:
+    """A ConfigError naming `name` if `value` is outside its field's choices or range."""
     choices, lo, hi = meta.get("choices"), meta.get("lo"), meta.get("hi")
     if choices and value not in choices:
         raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {short_repr(value)}")

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lpc_engine.backbones import BACKBONES
-from lpc_engine.config import GAMMA_SCHEDULES, LR_SCHEDULES, MERGE_POLICIES, RunConfig, leaf_fields, to_flat
-from lpc_engine.config import _check_range
+from lpc_engine.config import (GAMMA_SCHEDULES, LR_SCHEDULES, MERGE_POLICIES, RunConfig, check_range,
+                               leaf_fields, to_flat)
 from lpc_engine.config_io import build_config
 from lpc_engine.data import DATASETS
 from lpc_engine.errors import ConfigError
@@ -100,7 +100,7 @@ def parse_field(name: str, raw: str) -> Any:
     except ValueError:
         want = "a whole number" if kind == "int" else "a number"
         raise ConfigError(f"{name}: expected {want}, got {raw!r}") from None
-    _check_range(name, section_field.metadata, value)
+    check_range(name, section_field.metadata, value)
     return value
 
 
