@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lpc_engine.backbones import BACKBONES
-from lpc_engine.config import (GAMMA_SCHEDULES, LR_SCHEDULES, MERGE_POLICIES, RunConfig, check_range,
-                               leaf_fields, to_flat)
+from lpc_engine.config import (GAMMA_SCHEDULES, LR_SCHEDULES, MERGE_POLICIES, PRECISIONS, RunConfig,
+                               check_range, leaf_fields, to_flat)
 from lpc_engine.config_io import build_config
 from lpc_engine.data import DATASETS
 from lpc_engine.errors import ConfigError
@@ -51,6 +51,8 @@ FORM_FIELDS: tuple[FormField, ...] = (
     FormField("gamma_step_epochs", "γ step"),
     FormField("gamma_max", "γ max"),
     FormField("merge_policy", "on merge", _plain(MERGE_POLICIES)),
+    FormField("precision", "precision", _plain(PRECISIONS)),
+    FormField("compile", "compile", (("False", "no"), ("True", "torch.compile"))),
 )
 FIELD_NAMES = tuple(f.name for f in FORM_FIELDS)
 
@@ -96,12 +98,18 @@ def parse_field(name: str, raw: str) -> Any:
     section_field = leaf_fields()[name][1]
     kind = section_field.type if isinstance(section_field.type, str) else section_field.type.__name__
     try:
-        value: Any = {"int": int, "float": float}.get(kind, str)(raw)
+        value: Any = {"int": int, "float": float, "bool": _bool}.get(kind, str)(raw)
     except ValueError:
         want = "a whole number" if kind == "int" else "a number"
         raise ConfigError(f"{name}: expected {want}, got {raw!r}") from None
     check_range(name, section_field.metadata, value)
     return value
+
+
+def _bool(raw: str) -> bool:
+    if raw not in ("True", "False"):
+        raise ValueError(raw)
+    return raw == "True"
 
 
 def format_value(value: Any) -> str:

@@ -55,6 +55,17 @@ def test_form_layers_file_then_flags_then_edits() -> None:
     assert form.shown(form.check()[0])["gamma_factor"] == "1.1"
 
 
+def test_form_precision_and_compile_reach_the_config() -> None:
+    form = FormModel()
+    assert form.shown(form.check()[0])["compile"] == "False"
+    form.edit("precision", "bf16")
+    form.edit("compile", "True")
+    cfg, errors = form.check()
+    assert not errors and cfg.precision == "bf16" and cfg.compile is True
+    form.edit("compile", "yes")
+    assert "compile" in form.check()[1]
+
+
 def test_format_value_reads_like_typed() -> None:
     assert [format_value(v) for v in (1e6, 0.01, 1e-5, 3, "lpc")] == ["1e6", "0.01", "1e-5", "3", "lpc"]
 
