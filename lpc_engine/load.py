@@ -15,8 +15,8 @@ from .data import TensorData, load_data
 from .errors import UsageError
 from .models import LpcModel, build_model
 from .presets import get_preset
-from .checkpoint import load_newest
-from .store import RunStore, load_checkpoint
+from .checkpoint import load_checkpoint, load_newest
+from .store import RunStore
 
 
 class LoadedRun(NamedTuple):

@@ -116,8 +116,9 @@ def curve_charts(curves: dict[str, dict[str, list]], width: int = 78, height: in
         plotext.theme("clear")
         drawn = 0
         for label, series in curves.items():
-            pts = [(e, v) for e, v in zip(series["epoch"], series[key]) if v is not None and v > 0 or
-                   (v is not None and key == "gmm_score_mean")]
+            # log axes but for the score, which may be negative
+            pts = [(e, v) for e, v in zip(series["epoch"], series[key])
+                   if v is not None and (v > 0 or key == "gmm_score_mean")]
             if pts:
                 plotext.plot([p[0] for p in pts], [p[1] for p in pts], label=label[:14])
                 drawn += 1

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from lpc_engine.backbones import BACKBONES
 from lpc_engine.cli import main, run
 from lpc_engine.config import SECTIONS, leaf_fields, to_flat
+from lpc_engine.config_io import _toml_value as engine_toml_value
 from lpc_engine.config_io import build_config, read_config_file
 from lpc_engine.errors import ConfigError
 from lpc_engine.presets import PRESETS
@@ -167,17 +168,13 @@ def _valid(config: dict, muts: list[tuple]) -> bool:
 # --- writing a config file ---------------------------------------------------------------
 
 def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float) and not math.isfinite(v):
-        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
+    """The engine's TOML writer, plus the inline tables it refuses to write
+    (a fuzzed config may put a table anywhere)."""
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_value(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return "{" + ", ".join(f"{_toml_value(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    return engine_toml_value(v)
 
 
 def to_toml(config: dict) -> str:

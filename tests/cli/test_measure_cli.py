@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from lpc_engine import build_config, train
-from lpc_engine.cli import main
 from lpc_engine.metrics.binarity import fit_node_mixtures
 from lpc_engine.events import LatentSample, MetricsComputed, RobustnessComputed
 from lpc_engine.metrics import METRIC_NAMES

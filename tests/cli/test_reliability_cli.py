@@ -18,7 +18,6 @@ import torch
 
 import lpc_engine.epoch as epoch_module
 import lpc_engine.store as store_module
-from lpc_engine.cli import main
 from lpc_engine.store import RunStore, checksum_path, load_checkpoint, read_events
 from lpc_cli import lpc
 

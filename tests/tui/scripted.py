@@ -9,6 +9,7 @@ import functools
 import math
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,10 +18,19 @@ import numpy as np
 from lpc_engine import build_config
 from lpc_engine.config import to_dict
 from lpc_engine.events import (Alert, CheckpointSaved, EpochEnd, Event, LatentSample, MetricsComputed,
-                               RobustnessComputed, RunFailed, RunFinished, RunStarted)
+                               RobustnessComputed, RunFinished, RunStarted)
 from lpc_engine.store import RunStore
 
 D, CLASSES = 8, 4
+
+
+async def until(pilot, condition, timeout: float = 20.0) -> None:
+    """Let the app run until `condition()` holds (events come from a thread)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(0.02)
 
 
 def aio(test):

@@ -19,19 +19,10 @@ from lpc_tui.app import LpcApp
 from lpc_tui.screens.compare import CompareScreen
 from lpc_tui.screens.dialogs import ConfirmQuit, HelpScreen
 from lpc_tui.screens.runs import RunsPane
-from scripted import ScriptedTrain, aio, write_saved_run
+from scripted import ScriptedTrain, aio, until, write_saved_run
 
 SIZE = (80, 24)
 SYNTH = {"dataset": "synthetic"}
-
-
-async def until(pilot, condition, timeout: float = 20.0) -> None:
-    """Let the app run until `condition()` holds (events come from a thread)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the app")
-        await pilot.pause(0.02)
 
 
 def text_of(app, selector: str) -> str:
@@ -174,7 +165,7 @@ async def test_quit_during_a_run_asks_then_stops_it(tmp_path) -> None:
         await pilot.press("y")
         await until(pilot, lambda: not app.is_running)
     assert app.history.status == "stopped"
-    assert isinstance(script.played[-2], type(script.played[-2])) and script.played[-2].kind == "checkpoint"
+    assert script.played[-2].kind == "checkpoint"  # stopped with a checkpoint first
 
 
 @aio

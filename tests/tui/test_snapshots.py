@@ -5,22 +5,14 @@ with an overlay, help. Update after a deliberate change with
 
 from __future__ import annotations
 
-import time
 
 import pytest
 from textual.widgets import Input
 
 from lpc_tui.app import LpcApp
-from scripted import ScriptedTrain, write_saved_run
+from scripted import ScriptedTrain, until, write_saved_run
 
 SIZES = [(80, 24), (120, 40)]
-
-
-async def until(pilot, condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.02)
 
 
 def started(app: LpcApp, until_epoch: int | None = None, status: str | None = None):
