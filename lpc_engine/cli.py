@@ -24,12 +24,14 @@ import typer
 from rich.console import Console
 
 from .cli_measure import analyze, eval_run
+from .cli_nproc import run_processes
 from .cli_sweep import report, sweep
 from .cli_render import ProgressView, final_event_status, runs_table, summary_table
 from .config_io import build_config, dumps_toml, read_config_file
 from .errors import StorageError, UsageError
 from .store import json_safe, list_runs, run_path
 from .config import RunConfig, to_flat
+from .distributed import World
 from .train import RESUMABLE_CHANGES, Control, resume_config, train
 
 app = typer.Typer(add_completion=False, no_args_is_help=False,
@@ -68,6 +70,9 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="Continue the run NAME from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run NAME."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML (or JSON) file of config fields."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help=(
+        "Processes training this run together (DistributedDataParallel): one per GPU, "
+        "or CPU processes sharing the cores.")),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config as TOML and exit."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
@@ -81,22 +86,45 @@ def run(
                  compile=compile_model)
     if resume and overwrite:
         raise UsageError("--resume continues a run and --overwrite replaces it: give one of them")
+    world = World.current()
     if resume:
         run_dir, cfg = _resume_target(runs_dir, name, flags, config)
     else:
         cfg = build_config(read_config_file(config) if config else None, flags)
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=_absolute(cfg.data.data_dir)))
         name = name or f"{cfg.model.preset}-{cfg.data.dataset}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir = run_path(runs_dir, name)
+        run_dir = run_path(runs_dir, world.same_text(name))  # under torchrun: rank 0's clock
     if dry_run:
         sys.stdout.write(dumps_toml(cfg))
         return
-    control = Control()
-    stderr = Console(stderr=True)
-    last = None
+    if nproc > 1:
+        if world.size > 1:
+            raise UsageError("--nproc: this is already one of several processes (torchrun); "
+                             "give the number of processes to torchrun only")
+        raise typer.Exit(run_processes(nproc, cfg, run_dir, resume, overwrite, as_json))
+    last = _train_here(cfg, run_dir, resume, overwrite, world)
+    status = final_event_status(last)
+    summary = getattr(last, "summary", {})
+    if not world.is_main:  # one of several processes: rank 0 reports
+        raise typer.Exit(0 if status == "finished" else 1)
+    if as_json:
+        sys.stdout.write(json.dumps(json_safe({**summary, "run_dir": str(run_dir)})) + "\n")
+    else:
+        Console().print(summary_table(summary, str(run_dir)))
+    if status != "finished":
+        raise typer.Exit(1)
+
+
+def _train_here(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool, world: World):
+    """Train in this process, showing progress on stderr (rank 0 only);
+    the last event."""
+    control, last = Control(), None
+    stderr = Console(stderr=True, quiet=not world.is_main)
     events = train(cfg, control, run_dir=run_dir, resume=resume, overwrite=overwrite)
     first = next(events)  # set-up errors (data, existing run) surface here, before any output
-    with _stop_on_signals(control, stderr), ProgressView(stderr) as view:
+    # On several processes a signal is for rank 0 to act on (distributed.py):
+    # the others' stop comes from it, so their handler holds a Control of its own.
+    with _stop_on_signals(control if world.is_main else Control(), stderr), ProgressView(stderr) as view:
         for event in itertools.chain([first], events):
             view.show(event)
             if control.pause.is_set():  # the `pause` merge policy, headless: stop
@@ -105,14 +133,7 @@ def run(
                 control.stop.set()
                 control.pause.clear()
             last = event
-    status = final_event_status(last)
-    summary = getattr(last, "summary", {})
-    if as_json:
-        sys.stdout.write(json.dumps(json_safe({**summary, "run_dir": str(run_dir)})) + "\n")
-    else:
-        Console().print(summary_table(summary, str(run_dir)))
-    if status != "finished":
-        raise typer.Exit(1)
+    return last
 
 
 def _resume_target(runs_dir: str, name: str | None, flags: dict,

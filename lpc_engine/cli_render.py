@@ -42,7 +42,8 @@ class ProgressView:
             done = event.start_epoch - 1
             self.task = self.progress.add_task("train", total=event.epochs, completed=done, stats="")
             where = f" -> {event.run_dir}" if event.run_dir else ""
-            self.console.print(f"training on {event.device}, {event.num_params:,} parameters, "
+            on = event.device if event.processes == 1 else f"{event.processes} processes ({event.device})"
+            self.console.print(f"training on {on}, {event.num_params:,} parameters, "
                                f"{event.num_train} train / {event.num_test} test samples{where}")
         elif isinstance(event, EpochEnd) and self.task is not None:
             stats = (f"loss {event.loss:.3f}  acc {event.train_acc:.3f}/{_fmt(event.test_acc, '.3f')}"

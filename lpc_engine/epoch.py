@@ -17,6 +17,7 @@ the loss check 1%.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from torch import Tensor, nn
 
 from .augment import apply_crops, draw_crops
 from .data import TensorData
+from .distributed import AGREE_STEPS, World
 from .models import ModelOutput
 from .objective import EpochObjective, compute_loss
 
@@ -55,7 +57,7 @@ class EpochProgress:
     nonfinite: Tensor  # () float on the device: 1.0 once a step's loss was not finite
     pending: list = field(default_factory=list)  # per-step tensors not yet folded
     draws: Tensor | None = None  # (N, 3) crop offsets and flip bit of perm[i] (augment.draw_crops)
-    block: tuple | None = None  # (first sample, x, y): augmented samples the next steps slice
+    block: Block | None = None  # augmented samples the next steps slice
 
     def fold(self) -> Tensor:
         """Fold the pending per-step values into `sums` and return them: a
@@ -93,74 +95,136 @@ def _draws(data: TensorData, generator: torch.Generator) -> Tensor | None:
                       data.x_train.device)
 
 
-def num_steps(n: int, batch_size: int) -> int:
-    """Batches per epoch. A last batch of one sample is dropped: batch norm
-    cannot normalise a single sample in training mode."""
+@dataclass
+class Block:
+    """This process's samples of steps first..first+len(starts)-2, gathered
+    and augmented: step first+i is rows starts[i]:starts[i+1] of x and y."""
+
+    first: int
+    starts: list[int]
+    x: Tensor
+    y: Tensor
+
+    def holds(self, step: int) -> bool:
+        return self.first <= step < self.first + len(self.starts) - 1
+
+
+def num_steps(n: int, batch_size: int, processes: int = 1) -> int:
+    """Batches per epoch. A last batch of fewer than 2 samples a process is
+    dropped: batch norm cannot normalise a single sample in training mode
+    (and on N processes every process needs a part of every batch)."""
     steps = -(-n // batch_size)
-    return steps - 1 if n % batch_size == 1 and steps > 1 else steps
+    return steps - 1 if 0 < n % batch_size < 2 * processes and steps > 1 else steps
+
+
+def global_progress(progress: EpochProgress, world: World) -> EpochProgress:
+    """`progress` as one process would hold it, for a checkpoint that loads
+    at any number of processes: the sums over every process (a collective:
+    every process calls it). Alone, `progress` itself."""
+    if world.size == 1:
+        return progress
+    sums = world.sum_(progress.fold().clone())
+    return dataclasses.replace(progress, sums=sums, pending=[], block=None)
+
+
+def local_progress(progress: EpochProgress, world: World) -> EpochProgress:
+    """The part of a checkpoint's `progress` this process carries: its sums
+    go to rank 0 alone, so that summing over processes counts them once."""
+    if world.is_main:
+        return progress
+    return dataclasses.replace(progress, sums=torch.zeros_like(progress.sums), pending=[])
 
 
 def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, data: TensorData,
                 progress: EpochProgress, obj: EpochObjective, batch_size: int, augment: bool,
                 generator: torch.Generator, stop: threading.Event | None = None,
                 pause: threading.Event | None = None, deadline: float | None = None,
-                forward: Callable[[Tensor], ModelOutput] | None = None) -> bool:
+                forward: Callable[[Tensor], ModelOutput] | None = None,
+                world: World = World()) -> bool:
     """Run the remaining steps of the epoch; False if stopped, or if
     time.monotonic() passed `deadline` (a timed checkpoint), before the end.
     `optimizer` must be a fused AdamW (the non-finite guard above).
-    `forward` runs `model` (bf16, compiled: execution.py); default `model`."""
+    `forward` runs `model` (bf16, compiled, DDP: execution.py); default `model`.
+    On several processes (`world`), this one trains its part of each batch."""
     model.train()
     forward = forward or model
     if augment and progress.draws is None:  # resumed from a checkpoint that predates them
         progress.draws = _draws(data, generator)
     optimizer.found_inf = progress.nonfinite  # read by the fused kernel each step
-    total, first = num_steps(progress.perm.numel(), batch_size), progress.step
+    n = progress.perm.numel()
+    total, first = num_steps(n, batch_size, world.size), progress.step
     while progress.step < total:
         while pause is not None and pause.is_set() and not _is_set(stop):
             time.sleep(0.05)
-        if _is_set(stop):
+        if _interrupted(progress.step, first, stop, deadline, world):
             return False
-        if deadline is not None and progress.step > first and time.monotonic() >= deadline:
-            return False  # one step a call at least, however short the interval
-        x, y = _batch(data, progress, batch_size, total)
+        x, y = _batch(data, progress, batch_size, total, world)
         out = forward(x)
-        loss, ce, penalty = compute_loss(out, y, obj)
+        a = progress.step * batch_size
+        share = world.share(a, min(a + batch_size, n))
+        loss, ce, penalty = compute_loss(out, y, obj) if share is None else compute_loss(out, y, obj, share)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if share is None else loss * share.weight).backward()
         # loss - loss is 0 if finite and NaN if not, and NaN counts as true:
         # the flag stays 0.0 or 1.0, in 2 kernels where isfinite took 3 (3x the time).
         progress.nonfinite.logical_or_(loss.detach() - loss.detach())
+        world.any_(progress.nonfinite)  # every process skips the step, or none
         optimizer.step()
         _accumulate(progress, out.logits, out.latent, y, loss, ce, penalty)
         progress.step += 1
     return True
 
 
-def _batch(data: TensorData, progress: EpochProgress, batch_size: int,
-           total: int) -> tuple[Tensor, Tensor]:
-    """Step `progress.step`'s batch: a view into the block of gathered and
-    augmented samples that holds it, the next block made when it is reached."""
-    a = progress.step * batch_size
-    b = min(a + batch_size, progress.perm.numel())
+def _interrupted(step: int, first: int, stop: threading.Event | None, deadline: float | None,
+                 world: World) -> bool:
+    """Whether to leave the epoch before `step`: a stop request, or the
+    deadline passed (one step a call at least, however short the interval).
+    On several processes rank 0 decides, every AGREE_STEPS steps, and a
+    stop it decided is set on every process."""
+    due = deadline is not None and step > first and time.monotonic() >= deadline
+    if world.size == 1:
+        return _is_set(stop) or due
+    if step == first or step % AGREE_STEPS:
+        return False
+    halt, due = world.agree(_is_set(stop), due)
+    if halt and stop is not None:
+        stop.set()
+    return halt or due
+
+
+def _batch(data: TensorData, progress: EpochProgress, batch_size: int, total: int,
+           world: World) -> tuple[Tensor, Tensor]:
+    """This process's part of step `progress.step`'s batch: a view into the
+    block of gathered and augmented samples that holds it, the next block
+    made when it is reached."""
     block = progress.block
-    if block is None or not block[0] <= a < b <= block[0] + len(block[2]):
-        end = min(total * batch_size, progress.perm.numel())
-        block = progress.block = _block(data, progress, a, end, batch_size)
-    first, x, y = block
-    return x[a - first:b - first], y[a - first:b - first]
+    if block is None or not block.holds(progress.step):
+        block = progress.block = _block(data, progress, progress.step, total, batch_size, world)
+    i = progress.step - block.first
+    a, b = block.starts[i], block.starts[i + 1]
+    return block.x[a:b], block.y[a:b]
 
 
-def _block(data: TensorData, progress: EpochProgress, first: int, end: int,
-           batch_size: int) -> tuple[int, Tensor, Tensor]:
-    """Samples perm[first:] up to BLOCK_FLOATS values (whole batches, at
-    least one), gathered and augmented in one go."""
+def _block(data: TensorData, progress: EpochProgress, first: int, total: int,
+           batch_size: int, world: World) -> Block:
+    """This process's samples of steps first.. up to BLOCK_FLOATS values
+    (whole batches, at least one), gathered and augmented in one go."""
     per_batch = data.x_train[0].numel() * batch_size
-    end = min(end, first + max(1, BLOCK_FLOATS // per_batch) * batch_size)
-    idx = progress.perm[first:end]
+    steps = range(first, min(total, first + max(1, BLOCK_FLOATS // per_batch)))
+    n = progress.perm.numel()
+    parts = [world.shard(s * batch_size, min((s + 1) * batch_size, n)) for s in steps]
+    starts = [0]
+    for lo, hi in parts:
+        starts.append(starts[-1] + hi - lo)
+    if world.size == 1:  # one contiguous run of the sample order: views, no gather
+        rows: slice | Tensor = slice(parts[0][0], parts[-1][1])
+    else:
+        rows = torch.cat([torch.arange(lo, hi) for lo, hi in parts]).to(progress.perm.device)
+    idx = progress.perm[rows]
     x = data.x_train[idx]
     if progress.draws is not None:
-        x = apply_crops(x, data.crop_padding, data.flip, progress.draws[first:end])
-    return first, x, data.y_train[idx]
+        x = apply_crops(x, data.crop_padding, data.flip, progress.draws[rows])
+    return Block(first, starts, x, data.y_train[idx])
 
 
 def _is_set(event: threading.Event | None) -> bool:
@@ -176,9 +240,9 @@ def _accumulate(progress: EpochProgress, logits: Tensor, latent: Tensor, y: Tens
     progress.pending.append((losses, logits.detach(), y, latent.detach().norm(dim=1)))
 
 
-def epoch_scalars(progress: EpochProgress) -> dict[str, float]:
-    """Means over the epoch's samples, read from the device once."""
-    s = progress.fold().tolist()
+def epoch_scalars(progress: EpochProgress, world: World = World()) -> dict[str, float]:
+    """Means over the epoch's samples (of every process), read from the device once."""
+    s = world.sum_(progress.fold().clone()).tolist()
     n = max(s[N], 1.0)
     norm_mean = s[NORM] / n
     norm_var = max(s[NORM_SQ] / n - norm_mean ** 2, 0.0)

@@ -32,6 +32,7 @@ class RunStarted(Event):
     num_train: int
     num_test: int
     config: dict[str, Any] = field(default_factory=dict)
+    processes: int = 1  # processes training the run together (lpc run --nproc)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ speed issue; docs/PERFORMANCE.md):
   (tensor cores) want NHWC. On the CPU it is left alone.
 - Denormals flushed to zero on the CPU (`flush_denormals`): at high gamma,
   z ~ 1e-4 made float32 denormals and CPU epochs 25-30x slower.
+- Several processes (`lpc run --nproc N`): the steps call the model
+  through DistributedDataParallel, with batch norm over the global batch
+  (replicate.py); the plain module is the same object, with the same weights.
 - `compile = True`: `torch.compile` of the model for the training steps
   only. The session keeps the plain module for checkpoints (state_dict keys
   without `_orig_mod.`), evaluation, metrics and DeepFool; both share the
@@ -29,14 +32,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .distributed import World
 from .models import ModelOutput
+from .replicate import replicate
 
 
 @dataclass(frozen=True)
 class StepForward:
     """`forward(x)`: the training step's forward pass, in fp32 out."""
 
-    module: nn.Module  # the model, or its torch.compile wrapper (same parameters)
+    module: nn.Module  # the model, or its DDP / torch.compile wrapper (same parameters)
     device_type: str  # "cpu" or "cuda", for autocast
     autocast: torch.dtype | None  # None: plain fp32
     channels_last: bool  # convert 4-D batches to NHWC before the forward pass
@@ -52,14 +57,16 @@ class StepForward:
 
 
 def prepare_forward(model: nn.Module, device: torch.device, precision: str,
-                    compile_model: bool) -> StepForward:
+                    compile_model: bool, world: World = World()) -> StepForward:
     """Set `model` up for training on `device` (channels_last in place on
-    CUDA) and return the forward pass the steps call."""
+    CUDA; global batch norm on several processes) and return the forward
+    pass the steps call."""
     channels_last = device.type == "cuda" and any(
         isinstance(m, nn.Conv2d) for m in model.modules())
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    module = torch.compile(model) if compile_model else model
+    module = replicate(model, world, device) if world.size > 1 else model
+    module = torch.compile(module) if compile_model else module
     dtype = torch.bfloat16 if precision == "bf16" else None
     return StepForward(module, device.type, dtype, channels_last)
 

@@ -68,19 +68,49 @@ def supcon_loss(features: Tensor, labels: Tensor, temperature: float = SUPCON_TE
             f"got {tuple(features.shape)} and {tuple(labels.shape)}"
         )
     unit = F.normalize(features, dim=1)
-    sim = unit @ unit.T / temperature  # (B, B)
-    self_mask = torch.eye(len(labels), dtype=torch.bool, device=features.device)
+    per_anchor, has_pos = _anchor_terms(unit, labels, unit, labels, 0, temperature)
+    if not bool(has_pos.any()):
+        return per_anchor.sum() * 0.0
+    return -per_anchor[has_pos].mean()
+
+
+def supcon_loss_part(features: Tensor, labels: Tensor, all_features: Tensor, all_labels: Tensor,
+                     offset: int, temperature: float = SUPCON_TEMPERATURE) -> Tensor:
+    """This process's share of SupCon over a global batch split across
+    processes (distributed.py), as a mean over its own samples.
+
+    features, labels: (B_r, D), (B_r,), its rows offset..offset+B_r of the
+    global batch all_features, all_labels (B, D), (B,). Its anchors are its
+    own rows, contrasted with the whole batch, so that summed over
+    processes with weights B_r, the shares give B * supcon_loss(all): with
+    A the global number of anchors that have a positive, the share is
+    -sum(own anchors' terms) * B / (B_r * A). No host sync.
+    """
+    per_anchor, has_pos = _anchor_terms(F.normalize(features, dim=1), labels,
+                                        F.normalize(all_features, dim=1), all_labels, offset,
+                                        temperature)
+    counts = torch.bincount(all_labels)
+    anchors = (counts[all_labels] > 1).sum().clamp(min=1)
+    own = torch.where(has_pos, per_anchor, torch.zeros_like(per_anchor)).sum()
+    return -own * (len(all_labels) / len(labels)) / anchors
+
+
+def _anchor_terms(unit: Tensor, labels: Tensor, unit_all: Tensor, labels_all: Tensor,
+                  offset: int, temperature: float) -> tuple[Tensor, Tensor]:
+    """For anchors i (rows of `unit`, which are rows offset.. of `unit_all`):
+    1/|P(i)| sum_{p in P(i)} log softmax_{j != i}(s_ij / tau)[p], and whether
+    P(i) is non-empty."""
+    sim = unit @ unit_all.T / temperature  # (R, B)
+    rows = torch.arange(len(labels), device=unit.device)
+    self_mask = torch.zeros_like(sim, dtype=torch.bool)
+    self_mask[rows, rows + offset] = True
     # logsumexp over j != i subtracts the row max internally: stable at tau = 0.05.
     log_denom = torch.logsumexp(sim.masked_fill(self_mask, float("-inf")), dim=1, keepdim=True)
-    log_prob = sim - log_denom  # (B, B); the diagonal is never used
-    positives = (labels[:, None] == labels[None, :]) & ~self_mask
-    n_pos = positives.sum(dim=1)  # (B,)
-    has_pos = n_pos > 0
-    if not bool(has_pos.any()):
-        return sim.sum() * 0.0
+    log_prob = sim - log_denom  # (R, B); the self entries are never used
+    positives = (labels[:, None] == labels_all[None, :]) & ~self_mask
+    n_pos = positives.sum(dim=1)  # (R,)
     pos_log_prob = torch.where(positives, log_prob, torch.zeros_like(log_prob)).sum(dim=1)
-    per_anchor = pos_log_prob[has_pos] / n_pos[has_pos]
-    return -per_anchor.mean()
+    return pos_log_prob / n_pos.clamp(min=1), n_pos > 0
 
 
 def margin_logits(cosine: Tensor, labels: Tensor, kind: str, margin: float, scale: float) -> Tensor:

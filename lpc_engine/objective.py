@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import RunConfig
-from .losses import latent_penalty, margin_logits, ramp, supcon_loss
+from .distributed import BatchShare
+from .losses import latent_penalty, margin_logits, ramp, supcon_loss, supcon_loss_part
 from .models import ModelOutput
 from .presets import Preset
 from .schedules import ramp_progress
@@ -44,8 +45,14 @@ def objective_for_epoch(cfg: RunConfig, preset: Preset, epoch: int, gamma: float
     )
 
 
-def compute_loss(out: ModelOutput, y: Tensor, obj: EpochObjective) -> tuple[Tensor, Tensor, Tensor]:
-    """(total loss, classification term, penalty term) for one batch."""
+def compute_loss(out: ModelOutput, y: Tensor, obj: EpochObjective,
+                 share: BatchShare | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """(total loss, classification term, penalty term) for one batch.
+
+    With `share`, the batch is this process's part of a global batch
+    (distributed.py): each term is a mean over its samples that, summed over
+    processes with their sample counts as weights, gives the global batch's
+    value (SupCon contrasts its samples with the whole batch)."""
     if obj.preset.loss in ("arcface", "cosface"):
         ce = F.cross_entropy(margin_logits(out.logits, y, obj.preset.loss, obj.margin, obj.scale), y)
     else:
@@ -56,5 +63,10 @@ def compute_loss(out: ModelOutput, y: Tensor, obj: EpochObjective) -> tuple[Tens
         penalty = torch.zeros((), device=ce.device)
     loss = ce + penalty
     if obj.preset.loss == "ce+supcon":
-        loss = loss + obj.supcon_weight * supcon_loss(out.features, y, obj.supcon_temperature)
+        if share is None:
+            contrast = supcon_loss(out.features, y, obj.supcon_temperature)
+        else:
+            contrast = supcon_loss_part(out.features, y, share.gather(out.features), share.gather(y),
+                                        share.offset, obj.supcon_temperature)
+        loss = loss + obj.supcon_weight * contrast
     return loss, ce, penalty

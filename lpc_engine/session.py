@@ -18,7 +18,9 @@ from .alerts import MergeWatch
 from .config import RunConfig, to_dict
 from .config_io import dumps_toml
 from .data import TensorData, load_data
-from .epoch import EpochProgress, accuracy, epoch_scalars, start_epoch, train_steps
+from .distributed import World
+from .epoch import (EpochProgress, accuracy, epoch_scalars, global_progress, local_progress,
+                    start_epoch, train_steps)
 from .errors import UsageError
 from .events import Alert, CheckpointSaved, EpochEnd, Event
 from .execution import StepForward, flush_denormals, prepare_forward
@@ -48,8 +50,9 @@ class Session:
     forward: StepForward  # what the training steps call (bf16, compiled: execution.py)
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # draws batch orders and augmentations
-    store: RunStore | None
+    store: RunStore | None  # None: not stored, or not rank 0 of several processes
     watch: MergeWatch
+    world: World = World()  # the processes training this run (distributed.py)
     start: int = 1  # first epoch to train
     gamma_hold: float | None = None  # cap set by the `hold` merge policy
     progress: EpochProgress | None = None  # an epoch in progress (after a mid-epoch resume)
@@ -80,18 +83,18 @@ class Session:
         began = time.perf_counter()
         done = train_steps(self.model, self.optimizer, self.data, self.progress, obj,
                            cfg.data.batch_size, cfg.data.augment, self.generator, stop, pause,
-                           deadline, self.forward)
+                           deadline, self.forward, self.world)
         self.progress.seconds += time.perf_counter() - began
         if not done:
             return None
         train_seconds, eval_began = self.progress.seconds, time.perf_counter()
         test_acc = float("nan")
-        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+        if (epoch % cfg.eval_every == 0 or epoch == cfg.epochs) and self.world.is_main:
             test_acc = accuracy(self.model, self.data.x_test, self.data.y_test)
         row = EpochEnd(epoch=epoch, gamma=gamma, lr=lr, test_acc=test_acc,
                        seconds=train_seconds + time.perf_counter() - eval_began,
                        samples_per_s=self.progress.perm.numel() / max(train_seconds, 1e-9),
-                       **epoch_scalars(self.progress))
+                       **epoch_scalars(self.progress, self.world))
         self.progress = None
         self.rows.append(self.emit(row).to_json())
         return row
@@ -102,12 +105,14 @@ class Session:
         return self.progress is not None and bool(self.progress.nonfinite.item())
 
     def save(self, epoch: int) -> Event | None:
-        """Checkpoint after `epoch` (plus the epoch in progress, if any)."""
+        """Checkpoint after `epoch` (plus the epoch in progress, if any).
+        On several processes every one calls it; rank 0 writes."""
+        progress = None if self.progress is None else global_progress(self.progress, self.world)
         if self.store is None:
             return None
         snap = checkpoint.capture(self.model, self.optimizer, self.generator, epoch,
                                   self.gamma(max(epoch, 1)), self.gamma_hold, self.watch.state(),
-                                  self.progress, to_dict(self.cfg))
+                                  progress, to_dict(self.cfg))
         step = self.progress.step if self.progress else 0
         path = self.store.save_checkpoint(snap, epoch, step)
         return self.emit(CheckpointSaved(epoch=epoch, path=str(path)))
@@ -123,21 +128,22 @@ class ResumePoint:
 
 
 def open_session(cfg: RunConfig, run_dir: str | Path | None, resume: ResumePoint | None,
-                 overwrite: bool) -> Session:
+                 overwrite: bool, world: World = World()) -> Session:
     """Load data, build model and optimizer, then restore `resume` or create the
-    run directory. Bad input raises UsageError before anything is written."""
+    run directory (rank 0 alone, on several processes). Bad input raises
+    UsageError before anything is written."""
     flush_denormals()  # tiny z at high gamma: denormals cost 25-30x on CPUs
-    device = pick_device(cfg.device)
+    device = world.place(pick_device(cfg.device))
     preset = get_preset(cfg.model.preset)
-    data = load_data(cfg.data.dataset, cfg.data.data_dir or None, cfg.data.download, device)
-    torch.manual_seed(cfg.seed)
+    data = _load(cfg, device, world)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every process
     model = build_model(cfg.model.backbone, preset.head, data.input_shape, data.num_classes,
                         cfg.model.latent_dim, cfg.model.classifier_bias).to(device)
-    forward = prepare_forward(model, device, cfg.precision, cfg.compile)
-    store = RunStore(run_dir) if run_dir is not None else None
+    forward = prepare_forward(model, device, cfg.precision, cfg.compile, world)
+    store = RunStore(run_dir) if run_dir is not None and world.is_main else None
     session = Session(cfg, preset, device, data, model, forward, _optimizer(model, cfg),
                       torch.Generator(device=device).manual_seed(cfg.seed), store,
-                      MergeWatch(data.num_classes))
+                      MergeWatch(data.num_classes), world)
     if resume is not None:
         _restore(session, resume)
     elif store is not None:
@@ -145,10 +151,32 @@ def open_session(cfg: RunConfig, run_dir: str | Path | None, resume: ResumePoint
     return session
 
 
+def _load(cfg: RunConfig, device: torch.device, world: World) -> TensorData:
+    """The dataset; on several processes rank 0 first, so that a download
+    happens once, and then the others."""
+    if not world.is_main:
+        world.barrier()
+    data = load_data(cfg.data.dataset, cfg.data.data_dir or None, cfg.data.download, device)
+    if world.is_main:
+        world.barrier()
+    return data
+
+
 def _restore(s: Session, point: ResumePoint) -> None:
     """Continue from `point`: set corrupt checkpoints aside (never silently),
-    drop the event rows that will be redone, and reload what they said."""
-    store, epoch = s.store, 0
+    drop the event rows that will be redone, and reload what they said.
+    Only rank 0 touches the run store; every process loads the state."""
+    if point.state is not None:
+        progress = checkpoint.restore(point.state, s.model, s.optimizer, s.generator)
+        s.progress = None if progress is None else local_progress(progress, s.world)
+        s.gamma_hold = point.state["gamma_hold"]
+        s.start, s.watch = point.state["epoch"] + 1, MergeWatch(**point.state["watch"])
+    if s.store is not None:
+        _restore_store(s, point)
+
+
+def _restore_store(s: Session, point: ResumePoint) -> None:
+    store, epoch = s.store, s.start - 1
     store.clean_debris()
     for path, why in point.skipped:
         s.notices.append(Alert(epoch=0, code="checkpoint_corrupt", message=(
@@ -158,10 +186,6 @@ def _restore(s: Session, point: ResumePoint) -> None:
     if point.state is None:  # killed before its first checkpoint: redo it all
         s.notices.append(Alert(epoch=0, code="no_checkpoint",
                                message="no checkpoint yet: the run restarts at epoch 1"))
-    else:
-        s.progress = checkpoint.restore(point.state, s.model, s.optimizer, s.generator)
-        epoch, s.gamma_hold = point.state["epoch"], point.state["gamma_hold"]
-        s.start, s.watch = epoch + 1, MergeWatch(**point.state["watch"])
     store.truncate_events(epoch)
     rows = store.read_events()
     s.rows = [r for r in rows if r.get("event") == "epoch"]

@@ -8,6 +8,10 @@ honoured between steps and leaves a checkpoint from which `resume=True`
 continues exactly, even in mid-epoch. A non-finite loss never reaches the
 weights (epoch.py) and ends the run as `diverged` with no checkpoint written
 after it. The set-up lives in session.py.
+
+On several processes (distributed.py) every process runs this loop; rank 0
+decides when to stop and checkpoint, and alone evaluates, measures and
+writes the run store.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 from .checkpoint import load_newest
 from .config import RunConfig, to_dict
 from .config_io import config_from_dict, resolve
+from .distributed import World
 from .errors import UsageError
 from .events import (Alert, EpochEnd, Event, MetricsComputed, RobustnessComputed,
                      RunFailed, RunFinished, RunStarted)
@@ -56,16 +61,18 @@ def train(cfg: RunConfig, control: Control | None = None, run_dir: str | Path | 
     mid-run raises StorageError.
     """
     control = control or Control()
-    point = None
+    world, point = World.current(), None
     if resume:
         cfg, point = _resume_point(cfg, run_dir)
-    s = open_session(resolve(cfg), run_dir, point, overwrite)
-    if resume and s.store.read_config() != to_dict(s.cfg):
+    world.barrier()  # every process has read its checkpoint before rank 0 tidies the folder
+    s = open_session(resolve(cfg), run_dir, point, overwrite, world)
+    if resume and s.store is not None and s.store.read_config() != to_dict(s.cfg):
         s.store.update_config(to_dict(s.cfg))  # a RESUMABLE_CHANGES change, once it all loaded
     yield s.emit(RunStarted(
         run_dir=str(run_dir or ""), device=str(s.device), start_epoch=s.start,
         epochs=s.cfg.epochs, num_params=sum(p.numel() for p in s.model.parameters()),
-        num_train=len(s.data.y_train), num_test=len(s.data.y_test), config=to_dict(s.cfg)))
+        num_train=len(s.data.y_train), num_test=len(s.data.y_test), config=to_dict(s.cfg),
+        processes=world.size))
     for notice in s.notices:
         yield s.emit(notice)
     began, clock = time.perf_counter(), _Clock(s.cfg.checkpoint_minutes)
@@ -85,15 +92,18 @@ def train(cfg: RunConfig, control: Control | None = None, run_dir: str | Path | 
                 return
             yield from _watch_merge(s, row, control)
             last = epoch == s.cfg.epochs
-            if last or (s.cfg.metrics_every and epoch % s.cfg.metrics_every == 0):
+            if world.is_main and (last or (s.cfg.metrics_every and epoch % s.cfg.metrics_every == 0)):
                 yield from _measure(s, epoch)
-            if last or epoch % s.cfg.checkpoint_every == 0 or control.stop.is_set() or clock.due():
+            stop, due = world.agree(control.stop.is_set(), clock.due())  # rank 0 decides
+            if stop:
+                control.stop.set()
+            if last or epoch % s.cfg.checkpoint_every == 0 or stop or due:
                 yield from _saved(s, epoch)
                 clock.reset()
-            if control.stop.is_set() and not last:
+            if stop and not last:
                 yield _end(s, "stopped", epoch, began)
                 return
-        if s.cfg.robustness_samples and not s.robustness:  # not yet done for this length
+        if s.cfg.robustness_samples and not s.robustness and world.is_main:  # not done for this length
             yield from _attack(s, s.cfg.epochs)
         yield _end(s, "finished", s.cfg.epochs, began)
     finally:

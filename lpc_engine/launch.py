@@ -1,0 +1,141 @@
+"""One run trained by several processes (DistributedDataParallel).
+
+    lpc run --nproc 4 --preset lpc --dataset cifar10            # starts the 4
+    torchrun --nproc-per-node 4 -m lpc_engine.launch --preset lpc --dataset cifar10
+
+`python -m lpc_engine.launch ARGS` is `lpc run ARGS` as one process of a
+group described by its environment: RANK, WORLD_SIZE, LOCAL_RANK and
+torchrun's MASTER_ADDR/MASTER_PORT, or LPC_DIST_INIT (a torch init_method
+URL, what `spawn` uses: a rendezvous file, no port to pick). CUDA runs take
+one GPU a process (cuda:LOCAL_RANK) over NCCL; CPU runs use gloo.
+
+`spawn` is `lpc run --nproc N`: it starts the N processes in sessions of
+their own and forwards Ctrl-C and SIGTERM to each, so that rank 0 decides
+the stop and every process checkpoints in step (distributed.py). Rank 0
+writes to this terminal; the others' output is kept and shown only if one
+of them fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+# How long a process waits in a collective for the others: rank 0 alone
+# evaluates, measures and attacks while the others wait at the next step.
+TIMEOUT_MINUTES = float(os.environ.get("LPC_DIST_TIMEOUT_MINUTES", "60"))
+# After one process failed, how long the others get to stop on their own.
+GRACE_SECONDS = 20.0
+
+
+def join_group() -> None:
+    """Join the process group this process's environment describes."""
+    backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend, init_method=os.environ.get("LPC_DIST_INIT", "env://"),
+                            rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
+                            timeout=timedelta(minutes=TIMEOUT_MINUTES))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`lpc run ARGS` as one process of a group (torchrun, or `spawn`)."""
+    from .cli import main as cli_main  # the CLI imports this module for spawn()
+
+    join_group()
+    try:
+        return cli_main(["run", *(sys.argv[1:] if argv is None else argv)])
+    finally:
+        dist.destroy_process_group()
+
+
+def spawn(nproc: int, args: list[str], threads: int | None = None) -> int:
+    """Run `python -m lpc_engine.launch ARGS` as `nproc` processes; each
+    gets `threads` torch threads if given (CPU runs share the cores). Rank
+    0's exit code, or 1 if another process failed first (its stderr shown)."""
+    with tempfile.TemporaryDirectory(prefix="lpc-nproc-") as tmp:
+        procs, logs = [], []
+        for rank in range(nproc):
+            env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank),
+                   "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc),
+                   "LPC_DIST_INIT": f"file://{tmp}/rendezvous"}
+            if threads:
+                env["OMP_NUM_THREADS"] = str(threads)
+            logs.append(Path(tmp) / f"rank{rank}.log")
+            with open(logs[-1], "wb") as log:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "lpc_engine.launch", *args], env=env,
+                    start_new_session=True,  # signals come from here, once each
+                    stdout=None if rank == 0 else subprocess.DEVNULL,
+                    stderr=None if rank == 0 else log))
+        with _ForwardSignals(procs):
+            return _wait(procs, logs)
+
+
+def _wait(procs: list[subprocess.Popen], logs: list[Path]) -> int:
+    while True:
+        codes = [p.poll() for p in procs]
+        failed = next((r for r, c in enumerate(codes) if r and c not in (None, 0)), None)
+        if codes[0] is not None or failed is not None:
+            break
+        time.sleep(0.1)
+    if codes[0] is None:  # another process failed: rank 0 gets a moment to notice
+        _report(failed, codes[failed], logs[failed], len(procs))
+        _end(procs, GRACE_SECONDS)
+        return 1
+    # Without rank 0 the others cannot go on; after a success they are ending too.
+    _end(procs, GRACE_SECONDS if codes[0] == 0 else 0.0)
+    return codes[0]
+
+
+def _report(rank: int, code: int, log: Path, nproc: int) -> None:
+    tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+    sys.stderr.write(f"lpc: error: process {rank} of {nproc} failed (exit {code}); the run "
+                     "stopped, its last checkpoint intact (continue with --resume)\n")
+    for line in tail:
+        sys.stderr.write(f"  [rank {rank}] {line}\n")
+
+
+def _end(procs: list[subprocess.Popen], grace: float) -> None:
+    """Wait up to `grace` seconds for the processes, then kill the rest."""
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+class _ForwardSignals:
+    """Ctrl-C and SIGTERM reach this process only (the children have their
+    own sessions) and are passed to each child once: rank 0 then stops the
+    run with a checkpoint, and a second Ctrl-C aborts every process."""
+
+    def __init__(self, procs: list[subprocess.Popen]):
+        self.procs, self.saved = procs, {}
+
+    def _forward(self, signum: int, frame: object) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    def __enter__(self) -> _ForwardSignals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.saved[sig] = signal.signal(sig, self._forward)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
