@@ -105,8 +105,8 @@ def run(
     last = _train_here(cfg, run_dir, resume, overwrite, world)
     status = final_event_status(last)
     summary = getattr(last, "summary", {})
-    if not world.is_main:  # one of several processes: rank 0 reports
-        raise typer.Exit(0 if status == "finished" else 1)
+    if not world.is_main:  # one of several processes: it did its part; rank 0 reports the run
+        raise typer.Exit(0)
     if as_json:
         sys.stdout.write(json.dumps(json_safe({**summary, "run_dir": str(run_dir)})) + "\n")
     else:

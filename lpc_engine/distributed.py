@@ -95,15 +95,17 @@ class World:
         return flag
 
     def barrier(self) -> None:
+        """Wait for every process (an all-reduce of a CPU tensor: the gloo
+        group, whatever the devices)."""
         if self.size > 1:
-            dist.barrier()
+            dist.all_reduce(torch.zeros(1))
 
     def same_text(self, text: str) -> str:
         """Rank 0's `text` (a run name drawn from the clock, say), everywhere."""
         if self.size == 1:
             return text
         box = [text]
-        dist.broadcast_object_list(box, src=0)
+        dist.broadcast_object_list(box, src=0, device=torch.device("cpu"))
         return box[0]
 
 

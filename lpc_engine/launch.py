@@ -7,7 +7,8 @@
 group described by its environment: RANK, WORLD_SIZE, LOCAL_RANK and
 torchrun's MASTER_ADDR/MASTER_PORT, or LPC_DIST_INIT (a torch init_method
 URL, what `spawn` uses: a rendezvous file, no port to pick). CUDA runs take
-one GPU a process (cuda:LOCAL_RANK) over NCCL; CPU runs use gloo.
+one GPU a process (cuda:LOCAL_RANK) over NCCL; CPU tensors (and CPU runs)
+use gloo, which also carries rank 0's decisions without a device sync.
 
 `spawn` is `lpc run --nproc N`: it starts the N processes in sessions of
 their own and forwards Ctrl-C and SIGTERM to each, so that rank 0 decides
@@ -40,6 +41,9 @@ GRACE_SECONDS = 20.0
 def join_group() -> None:
     """Join the process group this process's environment describes."""
     backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    local_rank = int(os.environ.get("LOCAL_RANK", os.environ["RANK"]))
+    if local_rank < torch.cuda.device_count():  # NCCL's own calls use the current device
+        torch.cuda.set_device(local_rank)
     dist.init_process_group(backend, init_method=os.environ.get("LPC_DIST_INIT", "env://"),
                             rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
                             timeout=timedelta(minutes=TIMEOUT_MINUTES))
@@ -59,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
 def spawn(nproc: int, args: list[str], threads: int | None = None) -> int:
     """Run `python -m lpc_engine.launch ARGS` as `nproc` processes; each
     gets `threads` torch threads if given (CPU runs share the cores). Rank
-    0's exit code, or 1 if another process failed first (its stderr shown)."""
+    0's exit code, or 1 if another process failed first (its stderr shown:
+    the others exit 0 whenever they did their part, even of a failed run)."""
     with tempfile.TemporaryDirectory(prefix="lpc-nproc-") as tmp:
         procs, logs = [], []
         for rank in range(nproc):
@@ -79,7 +84,8 @@ def spawn(nproc: int, args: list[str], threads: int | None = None) -> int:
             return _wait(procs, logs)
 
 
-def _wait(procs: list[subprocess.Popen], logs: list[Path]) -> int:
+def _wait(procs: list[subprocess.Popen], logs: list[Path], grace: float = GRACE_SECONDS) -> int:
+    """Rank 0's exit code once it ends, or 1 once another process fails."""
     while True:
         codes = [p.poll() for p in procs]
         failed = next((r for r, c in enumerate(codes) if r and c not in (None, 0)), None)
@@ -88,10 +94,10 @@ def _wait(procs: list[subprocess.Popen], logs: list[Path]) -> int:
         time.sleep(0.1)
     if codes[0] is None:  # another process failed: rank 0 gets a moment to notice
         _report(failed, codes[failed], logs[failed], len(procs))
-        _end(procs, GRACE_SECONDS)
-        return 1
+        _end(procs, grace)
+        return 1 if procs[0].returncode in (0, None) else procs[0].returncode
     # Without rank 0 the others cannot go on; after a success they are ending too.
-    _end(procs, GRACE_SECONDS if codes[0] == 0 else 0.0)
+    _end(procs, grace if codes[0] == 0 else 0.0)
     return codes[0]
 
 
