@@ -95,7 +95,7 @@ def _wait(procs: list[subprocess.Popen], logs: list[Path], grace: float = GRACE_
     if codes[0] is None:  # another process failed: rank 0 gets a moment to notice
         _report(failed, codes[failed], logs[failed], len(procs))
         _end(procs, grace)
-        return 1 if procs[0].returncode in (0, None) else procs[0].returncode
+        return 1
     # Without rank 0 the others cannot go on; after a success they are ending too.
     _end(procs, grace if codes[0] == 0 else 0.0)
     return codes[0]
