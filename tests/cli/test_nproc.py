@@ -124,3 +124,18 @@ def test_a_crashed_process_ends_the_others_and_is_shown(tmp_path: Path, capsys) 
     assert time.monotonic() - began < 30 and rank0.poll() is not None  # stopped, not waited for
     err = capsys.readouterr().err
     assert "process 1 of 2 failed (exit 3)" in err and "[rank 1] boom" in err
+
+
+def test_torchrun_runs_the_same_command_under_one_name(tmp_path: Path) -> None:
+    """`torchrun -m lpc_engine.launch` with `lpc run`'s options: the name
+    drawn from rank 0's clock is everyone's, so one run folder appears."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "LPC_DIST_TIMEOUT_MINUTES": "2", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", "-m",
+                           "lpc_engine.launch", *SYNTH, "--epochs", "2", "--runs-dir", str(tmp_path),
+                           "--json"], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run_dir,) = tmp_path.iterdir()
+    assert json.loads(done.stdout)["status"] == "finished"
+    assert [e["processes"] for e in read_events(run_dir / "events.jsonl")
+            if e["event"] == "started"] == [2]
