@@ -69,7 +69,9 @@ def restore(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Opti
     torch.set_rng_state(state["rng"]["torch"])
     generator.set_state(state["rng"]["generator"])
     if state["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        # One state a GPU that was visible; a resume may see fewer (or more).
+        for i, rng in enumerate(state["rng"]["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(rng, i)
     partial = state.get("partial")
     if not partial:
         return None

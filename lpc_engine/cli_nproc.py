@@ -24,6 +24,9 @@ from .session import pick_device
 def run_processes(nproc: int, cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool,
                   as_json: bool) -> int:
     """Train the run in `run_dir` on `nproc` processes; rank 0's exit code."""
+    if cfg.data.batch_size < 2 * nproc:  # batch norm needs 2 samples in each process's part
+        raise UsageError(f"--nproc {nproc}: batches need at least {2 * nproc} samples "
+                         f"(--batch-size is {cfg.data.batch_size}, the global batch)")
     threads = _threads(cfg.device, nproc)
     place = ["--runs-dir", str(run_dir.parent), "--name", run_dir.name] + (["--json"] if as_json else [])
     if resume:  # the saved config, with what a resume may change
@@ -50,4 +53,12 @@ def _threads(device: str, nproc: int) -> int | None:
         return None
     if where.type != "cpu":
         raise UsageError(f"--nproc: runs on cpu or cuda, not {device}")
-    return max(1, (os.cpu_count() or 1) // nproc)
+    return max(1, _cores() // nproc)
+
+
+def _cores() -> int:
+    """The cores this process may use (a container's or a job's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

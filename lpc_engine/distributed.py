@@ -26,6 +26,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from .errors import UsageError
+
 # Steps between two agreements on stopping: a stop request (or a timed
 # checkpoint) takes effect within this many steps; each agreement is one
 # small host-side broadcast.
@@ -55,9 +57,16 @@ class World:
 
     def place(self, device: torch.device) -> torch.device:
         """One GPU a process: `cuda` becomes cuda:LOCAL_RANK."""
-        if self.size > 1 and device.type == "cuda":
-            device = torch.device("cuda", self.local_rank if device.index is None else device.index)
-            torch.cuda.set_device(device)
+        if self.size == 1 or device.type != "cuda":
+            return device
+        if device.index is not None:
+            raise UsageError(f"device: {device} names one GPU, but each of the {self.size} processes "
+                             "takes its own (cuda:LOCAL_RANK): give --device cuda")
+        if self.local_rank >= torch.cuda.device_count():
+            raise UsageError(f"device: process {self.rank} has local rank {self.local_rank} but "
+                             f"{torch.cuda.device_count()} GPUs are visible: one process a GPU")
+        device = torch.device("cuda", self.local_rank)
+        torch.cuda.set_device(device)
         return device
 
     def shard(self, a: int, b: int) -> tuple[int, int]:
@@ -80,6 +89,12 @@ class World:
         t = torch.tensor([float(f) for f in flags])
         dist.broadcast(t, src=0)
         return tuple(bool(v) for v in t.tolist())
+
+    def same_(self, t: Tensor) -> Tensor:
+        """Rank 0's values of `t`, in place, everywhere."""
+        if self.size > 1:
+            dist.broadcast(t, src=0)
+        return t
 
     def sum_(self, t: Tensor) -> Tensor:
         """Sum `t` over the processes, in place."""

@@ -76,15 +76,20 @@ class EpochProgress:
         return self.sums
 
 
-def start_epoch(data: TensorData, generator: torch.Generator, augment: bool = True) -> EpochProgress:
+def start_epoch(data: TensorData, generator: torch.Generator, augment: bool = True,
+                world: World = World()) -> EpochProgress:
     """The epoch's sample order and, with `augment`, every sample's crop
-    and flip, all drawn now from `generator`."""
+    and flip, all drawn now from `generator`. On several processes, rank
+    0's draws: every process draws the same from the same seed, but CUDA's
+    random kernels size their grids by the GPU, so different GPU models
+    could draw differently."""
     n, device = data.x_train.shape[0], data.x_train.device
-    perm = torch.randperm(n, generator=generator, device=device)
+    perm = world.same_(torch.randperm(n, generator=generator, device=device))
+    draws = _draws(data, generator) if augment else None
     sums = torch.zeros(N_SUMS, dtype=torch.float64, device=device)
     return EpochProgress(perm=perm, step=0, sums=sums, seconds=0.0,
                          nonfinite=torch.zeros((), device=device),
-                         draws=_draws(data, generator) if augment else None)
+                         draws=None if draws is None else world.same_(draws))
 
 
 def _draws(data: TensorData, generator: torch.Generator) -> Tensor | None:

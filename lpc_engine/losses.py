@@ -89,8 +89,8 @@ def supcon_loss_part(features: Tensor, labels: Tensor, all_features: Tensor, all
     per_anchor, has_pos = _anchor_terms(F.normalize(features, dim=1), labels,
                                         F.normalize(all_features, dim=1), all_labels, offset,
                                         temperature)
-    counts = torch.bincount(all_labels)
-    anchors = (counts[all_labels] > 1).sum().clamp(min=1)
+    same = all_labels[:, None] == all_labels[None, :]  # (B, B); bincount would sync
+    anchors = (same.sum(dim=1) > 1).sum().clamp(min=1)
     own = torch.where(has_pos, per_anchor, torch.zeros_like(per_anchor)).sum()
     return -own * (len(all_labels) / len(labels)) / anchors
 

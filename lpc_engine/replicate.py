@@ -13,6 +13,8 @@ plain model, at any number of processes (DESIGN.md's `load_run` included).
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
@@ -100,5 +102,12 @@ def replicate(model: nn.Module, world: World, device: torch.device) -> nn.Module
     Buffers need no broadcast: every process computes the same statistics."""
     global_batch_norm(model, world, device)
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False,
-                                   gradient_as_bucket_view=True)
+    return DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=True,
+                                   **_NO_BUFFER_SYNC)
+
+
+# torch 2.13 renamed broadcast_buffers to forward_sync_buffers (the old name
+# warns there); the project supports torch from 2.6.
+_NO_BUFFER_SYNC = ({"forward_sync_buffers": False}
+                   if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                   else {"broadcast_buffers": False})

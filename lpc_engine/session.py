@@ -79,7 +79,8 @@ class Session:
         lr = lr_at(epoch, cfg.optim, cfg.epochs)
         self.optimizer.param_groups[0]["lr"] = lr  # group 1, the classifier, keeps cfg.optim.lr
         obj = objective_for_epoch(cfg, self.preset, epoch, gamma)
-        self.progress = self.progress or start_epoch(self.data, self.generator, cfg.data.augment)
+        self.progress = self.progress or start_epoch(self.data, self.generator, cfg.data.augment,
+                                                     self.world)
         began = time.perf_counter()
         done = train_steps(self.model, self.optimizer, self.data, self.progress, obj,
                            cfg.data.batch_size, cfg.data.augment, self.generator, stop, pause,
@@ -133,6 +134,9 @@ def open_session(cfg: RunConfig, run_dir: str | Path | None, resume: ResumePoint
     run directory (rank 0 alone, on several processes). Bad input raises
     UsageError before anything is written."""
     flush_denormals()  # tiny z at high gamma: denormals cost 25-30x on CPUs
+    if cfg.data.batch_size < 2 * world.size:  # batch norm needs 2 samples in each part
+        raise UsageError(f"batch_size: {world.size} processes need batches of at least "
+                         f"{2 * world.size} samples, got {cfg.data.batch_size}")
     device = world.place(pick_device(cfg.device))
     preset = get_preset(cfg.model.preset)
     data = _load(cfg, device, world)

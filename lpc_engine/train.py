@@ -131,8 +131,13 @@ def _train_epoch(s: Session, epoch: int, control: Control, clock: _Clock) -> Ite
     when one fell due: no checkpoint is written after one)."""
     while True:
         row = s.train_epoch(epoch, control.stop, control.pause, clock.deadline)
-        if row is not None or control.stop.is_set() or s.saw_nonfinite():
+        if row is not None:
             return row
+        stop, = s.world.agree(control.stop.is_set())  # rank 0's, even if a signal just came
+        if stop:
+            control.stop.set()
+        if stop or s.saw_nonfinite():
+            return None
         yield from _saved(s, epoch - 1)
         clock.reset()
 

@@ -85,6 +85,7 @@ def test_sigterm_stops_every_process_with_one_checkpoint(tmp_path: Path) -> None
 @pytest.mark.parametrize("args, message", [
     (["--nproc", "2", "--device", "cuda"], "no CUDA GPU"),
     (["--nproc", "0"], "--nproc"),
+    (["--nproc", "2", "--batch-size", "3"], "batches need at least 4 samples"),
 ])
 def test_bad_process_counts_exit_2_with_one_line(tmp_path: Path, capsys, args: list,
                                                  message: str) -> None:
@@ -101,7 +102,7 @@ def test_processes_take_one_gpu_each(monkeypatch) -> None:
         _threads("cuda", 3)
     with pytest.raises(UsageError, match="give --device cuda, not cuda:1"):
         _threads("cuda:1", 2)
-    assert _threads("cpu", 2) == max(1, (os.cpu_count() or 1) // 2)
+    assert _threads("cpu", 2) == max(1, len(os.sched_getaffinity(0)) // 2)
 
 
 def test_an_existing_run_is_refused_by_rank_0_alone(tmp_path: Path, capsys) -> None:

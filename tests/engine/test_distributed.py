@@ -20,7 +20,9 @@ from ddp_workers import ROW_FIELDS, augmented_synthetic, rows, run_group
 from lpc_engine import build_config, load_run, train
 from lpc_engine.distributed import AGREE_STEPS, World
 from lpc_engine.epoch import num_steps
+from lpc_engine.errors import UsageError
 from lpc_engine.losses import supcon_loss, supcon_loss_part
+from lpc_engine.session import open_session
 from lpc_engine.store import RunStore, load_checkpoint
 
 # Stated tolerance: relative, on every float of an epoch row and on the
@@ -123,3 +125,20 @@ def test_supcon_shares_weighted_by_size_sum_to_the_global_loss() -> None:
     grad_whole, = torch.autograd.grad(whole, features)
     grad_parts, = torch.autograd.grad(total, features)
     assert torch.allclose(grad_parts, grad_whole, atol=1e-6)
+
+
+def test_each_process_takes_its_own_gpu(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert World(0, 2).place(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(UsageError, match="give --device cuda"):
+        World(0, 2).place(torch.device("cuda", 1))  # every process on GPU 1
+    with pytest.raises(UsageError, match="2 GPUs are visible"):
+        World(2, 3, local_rank=2).place(torch.device("cuda"))
+
+
+def test_too_small_a_batch_for_the_processes_is_refused_before_anything_is_written(
+        tmp_path: Path) -> None:
+    cfg = build_config(None, flags(batch_size=3))
+    with pytest.raises(UsageError, match="2 processes need batches of at least 4"):
+        open_session(cfg, tmp_path / "r", None, False, World(0, 2))
+    assert not (tmp_path / "r").exists()
