@@ -9,7 +9,7 @@
 
 A run directory appears whole (built under a hidden name, then renamed).
 Every other file is written to a temporary file, fsynced and renamed over the
-old one: a crash leaves the old or the new file. events.jsonl takes one whole
+old one (durable.py): a crash leaves the old or the new file. events.jsonl takes one whole
 line per write(2), a failed write cut back off; on resume, rows after the
 checkpoint's epoch and a torn last line are dropped. A write that fails in
 mid-run (disk full, folder made read-only) raises StorageError.
@@ -24,15 +24,15 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .checkpoint import checksum_path, load_checkpoint  # noqa: F401  (load_checkpoint: re-exported)
-from .errors import StorageError, UsageError
+from .durable import atomic_write, fsync_dir, writing
+from .errors import UsageError
 
 KEEP_CHECKPOINTS = 2
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,127}$")
@@ -44,40 +44,6 @@ def run_path(runs_dir: str | Path, name: str) -> Path:
         raise UsageError(f"name: {name!r} is not a valid run name "
                          "(letters, digits and . _ = + -, not starting with . or -)")
     return Path(runs_dir) / name
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a crash never leaves a partial file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk must not leave debris behind
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-@contextmanager
-def _writing(path: Path) -> Iterator[None]:
-    """An OSError while writing `path` in mid-run becomes a StorageError."""
-    try:
-        yield
-    except StorageError:
-        raise
-    except OSError as exc:
-        raise StorageError(f"runs dir: cannot write {path}: {exc.strerror or exc}") from None
 
 
 def json_safe(value: Any) -> Any:
@@ -156,7 +122,7 @@ class RunStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _fsync_dir(self.dir.parent)
+        fsync_dir(self.dir.parent)
 
     def _clear(self) -> None:
         for old in (self.events_path, self.dir / "summary.json"):
@@ -168,7 +134,7 @@ class RunStore:
     def update_config(self, config: dict[str, Any]) -> None:
         """Rewrite config.json (a resumed run given more epochs)."""
         path = self.dir / "config.json"
-        with _writing(path):
+        with writing(path):
             atomic_write(path, _json(config))
 
     def read_config(self) -> dict[str, Any]:
@@ -188,7 +154,7 @@ class RunStore:
         O_APPEND file, cut back off if it fails (a full disk) so that no
         partial line is left behind."""
         data = (json.dumps(json_safe(row)) + "\n").encode()
-        with _writing(self.events_path):
+        with writing(self.events_path):
             if self._fd is None:
                 self._fd = os.open(self.events_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             end = os.lseek(self._fd, 0, os.SEEK_END)
@@ -202,7 +168,7 @@ class RunStore:
 
     def sync(self) -> None:
         if self._fd is not None:
-            with _writing(self.events_path):
+            with writing(self.events_path):
                 os.fsync(self._fd)
 
     def close(self) -> None:
@@ -219,7 +185,7 @@ class RunStore:
         rows = [r for r in self.read_events() if r.get("epoch", 0) <= last_epoch
                 and r.get("event") not in ("finished", "failed")]
         text = "".join(json.dumps(r) + "\n" for r in rows)
-        with _writing(self.events_path):
+        with writing(self.events_path):
             atomic_write(self.events_path, text.encode())
 
     def clean_debris(self) -> None:
@@ -246,7 +212,7 @@ class RunStore:
         data = buffer.getvalue()
         # Names sort in training order: epoch, then steps into the next epoch.
         path = self.checkpoint_dir / f"epoch-{epoch:06d}-step-{step:07d}.pt"
-        with _writing(path):
+        with writing(path):
             # The checksum first: every checkpoint on disk then has one. A crash
             # in between leaves a checksum alone (removed on resume) or, over a
             # file of the same name, a mismatch (the previous one is used).
@@ -269,7 +235,7 @@ class RunStore:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         path = self.dir / "summary.json"
-        with _writing(path):
+        with writing(path):
             atomic_write(path, _json(summary))
 
     def read_summary(self) -> dict[str, Any] | None:

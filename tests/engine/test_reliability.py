@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import lpc_engine.durable as durable_module
 import lpc_engine.epoch as epoch_module
 import lpc_engine.store as store_module
 from lpc_engine import Alert, CheckpointSaved, EpochEnd, RunFinished, build_config, train
@@ -287,7 +288,7 @@ def test_a_full_disk_while_checkpointing_leaves_no_partial_file(tmp_path, monkey
                 return Full(path, "w")
         return real_open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(store_module, "open", full_on_third_checkpoint, raising=False)
+    monkeypatch.setattr(durable_module, "open", full_on_third_checkpoint, raising=False)
     with pytest.raises(StorageError, match="No space left on device"):
         list(train(synthetic(), run_dir=run_dir))
     names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
