@@ -20,19 +20,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import UsageError
+from .mixture_em import (EPS10, REG_COVAR, Fits, coefficients, e_step, heavier_first, run_em,
+                         with_moments)
 
-# Variance floor: added to every component variance after each M-step, in
-# standardised units, exactly as scikit-learn's `reg_covar` (default 1e-6). A
-# node whose values sit on two exact points therefore gets sigma = 1e-3 node
-# standard deviations, which bounds the score (~ +5.99) and the peak distance.
-REG_COVAR = 1e-6
 # EM stops when the mean log-likelihood per sample gains less than this in an
 # iteration (scikit-learn: 1e-3, which stops up to ~2e-3 short on unimodal nodes).
 TOL = 1e-5
@@ -42,11 +37,8 @@ N_INIT = 4  # starts per node, see `_starts`
 # peaks lie at least this many mean peak widths apart (eq. D3). Table IV,
 # CIFAR-10: LinPen's mean is 2.2, while LPC's worst node over all runs is 9.2.
 BINARY_PEAK_DISTANCE = 4.0
-CHUNK = 8192  # samples per E-step chunk: temporaries stay in cache (3x faster measured)
 SUBSAMPLE = 8192  # rows every start runs on first (`_screen`); N <= 2 * SUBSAMPLE: all rows
 NODE_BATCH = 128  # nodes fitted together: bounds memory at ~0.3 GB for N = 50,000
-_EPS10 = 10 * torch.finfo(torch.float64).eps  # scikit-learn's guard on empty components
-_LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass(frozen=True)
@@ -104,7 +96,7 @@ def _split_starts(xs: Tensor, draws: int, gen: torch.Generator) -> tuple[Tensor,
         splits.append(torch.searchsorted(xs, (first + second) / 2).squeeze(1))
     j = torch.stack(splits, dim=1).clamp(1, n - 1)  # (d, I) counts on the left
     s1, s2 = (torch.stack([p.gather(1, j), p[:, -1:] - p.gather(1, j)], dim=-1) for p in (p1, p2))
-    nk = torch.stack([j, n - j], dim=-1).to(xs.dtype) + _EPS10
+    nk = torch.stack([j, n - j], dim=-1).to(xs.dtype) + EPS10
     mu = s1 / nk
     return nk / n, mu, (s2 / nk - mu * mu).clamp_min(0) + REG_COVAR
 
@@ -125,105 +117,6 @@ def _mode_start(xs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return torch.full_like(mu, 0.5).unsqueeze(1), mu.unsqueeze(1), var.unsqueeze(1)
 
 
-def _coefficients(w: Tensor, mu: Tensor, var: Tensor) -> tuple[Tensor, ...]:
-    """log(w_k N(x | mu_k, var_k)) as quadratics a_k x^2 + b_k x + c_k; shapes as the inputs (..., 2)."""
-    a = -0.5 / var
-    b = mu / var
-    c = torch.log(w) - 0.5 * (_LOG_2PI + torch.log(var)) - 0.5 * mu * mu / var
-    return a, b, c
-
-
-def _e_step(x: Tensor, x3: Tensor, tot: Tensor, a: Tensor, b: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """Streamed E-step. x: (R, 1, n); x3: (R, n, 3) columns [1, x, x^2]; tot: (R, 1, 3) their sums.
-
-    With t = l_1 - l_0 the responsibility of component 1 is sigmoid(t) and the
-    log-likelihood of a sample is l_0 + softplus(t); l_0 sums in closed form
-    from tot. Returns component 1's sums [sum r, sum r x, sum r x^2], (R, 1, 3),
-    and the mean log-likelihood per sample, (R, 1) (the summand of eq. D1).
-    """
-    n = x.shape[-1]
-    da, db, dc = (v[..., 1:] - v[..., :1] for v in (a, b, c))  # (R, 1, 1)
-    sums = x.new_zeros(a.shape[0], a.shape[1], 3)
-    soft = x.new_zeros(a.shape[0], a.shape[1])
-    for lo in range(0, n, CHUNK):
-        xc, x2c = x[..., lo:lo + CHUNK], x3[:, lo:lo + CHUNK, 2].unsqueeze(1)
-        t = torch.addcmul(dc, da, x2c).addcmul_(db, xc)
-        soft += F.softplus(t).sum(dim=-1)
-        sums += torch.bmm(torch.sigmoid(t), x3[:, lo:lo + CHUNK])
-    base = a[..., 0] * tot[..., 2] + b[..., 0] * tot[..., 1] + c[..., 0] * n
-    return sums, (base + soft) / n
-
-
-def _m_step(sums: Tensor, tot: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Weights, means, variances (R, 1, 2) from component 1's sums; component 0 by complement.
-
-    Component 1 is kept the lighter one (see `_heavier_first`), so the
-    complement never cancels catastrophically and a near-empty component
-    gets its mean from its own sums, as in scikit-learn.
-    """
-    n = tot[..., 0]
-    s = torch.stack([tot - sums, sums], dim=-1)  # (R, 1, 3, 2)
-    nk = s[..., 0, :] + _EPS10
-    mu = s[..., 1, :] / nk
-    var = (s[..., 2, :] / nk - mu * mu).clamp_min(0) + REG_COVAR
-    return nk / n.unsqueeze(-1), mu, var
-
-
-def _heavier_first(w: Tensor, mu: Tensor, var: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Components reordered so that component 0 has the larger weight."""
-    swap = (w[..., 1] > w[..., 0]).unsqueeze(-1)
-    return tuple(torch.where(swap, v.flip(-1), v) for v in (w, mu, var))
-
-
-class _Fits(NamedTuple):
-    """One EM result per row (a node from one start): params (R, 2), the rest (R,)."""
-
-    w: Tensor
-    mu: Tensor
-    var: Tensor
-    ll: Tensor
-    n_iter: Tensor
-    converged: Tensor
-
-
-def _run_em(x: Tensor, params: tuple[Tensor, ...], tol: float, max_iter: int) -> _Fits:
-    """EM on each row of x (R, n) from params (weights, means, variances; (R, 2) each).
-
-    A row's result is frozen once its mean log-likelihood per sample gains less
-    than `tol` in one iteration (scikit-learn's test); frozen rows leave the
-    batch when they are a quarter of it (each compaction copies the data), so
-    slow rows do not hold up the others.
-    """
-    r = x.shape[0]
-    fits = _Fits(*(torch.empty_like(p) for p in params), x.new_empty(r),
-                 torch.zeros(r, dtype=torch.long, device=x.device),
-                 torch.zeros(r, dtype=torch.bool, device=x.device))
-    live = torch.arange(r, device=x.device)
-    running = torch.ones(r, dtype=torch.bool, device=x.device)
-    x3 = _with_moments(x)
-    x, tot = x.unsqueeze(1), x3.sum(dim=1).unsqueeze(1)  # (R, 1, n), (R, 1, 3)
-    params = tuple(p.unsqueeze(1) for p in params)  # (R, 1, 2)
-    prev = x.new_full((r,), -math.inf)
-    for it in range(1, max_iter + 1):
-        sums, ll = _e_step(x, x3, tot, *_coefficients(*params))
-        params = _heavier_first(*_m_step(sums, tot))
-        ll = ll[:, 0]
-        done = running & (((ll - prev) < tol) | (it == max_iter))
-        prev = ll
-        if done.any():
-            idx = live[done]
-            fits.w[idx], fits.mu[idx], fits.var[idx] = (p[done, 0] for p in params)
-            fits.ll[idx], fits.n_iter[idx], fits.converged[idx] = ll[done], it, it < max_iter
-            running = running & ~done
-            if not running.any():
-                break
-            if 4 * (~running).sum() >= running.numel():
-                keep = running
-                live, x, x3, tot, prev, running = (v[keep] for v in (live, x, x3, tot, prev, running))
-                params = tuple(p[keep] for p in params)
-    return fits
-
-
 def _starts(x: Tensor, n_init: int, gen: torch.Generator) -> tuple[Tensor, ...]:
     """Weights, means, variances (d * n_init, 2) of each node's starts, node-major; x: (d, n).
 
@@ -233,14 +126,10 @@ def _starts(x: Tensor, n_init: int, gen: torch.Generator) -> tuple[Tensor, ...]:
     draws = max(n_init - 3, 0)
     params = (torch.cat(pair, dim=1) for pair in zip(_split_starts(xs, draws, gen), _mode_start(xs)))
     order = ([0, 1, 2 + draws] + list(range(2, 2 + draws)))[:n_init]
-    return _heavier_first(*(p[:, order].flatten(0, 1) for p in params))
+    return heavier_first(*(p[:, order].flatten(0, 1) for p in params))
 
 
-def _with_moments(x: Tensor) -> Tensor:
-    return torch.stack([torch.ones_like(x), x, x * x], dim=-1)  # (R, n, 3): [1, x, x^2]
-
-
-def _screen(xs: Tensor, fits: _Fits, n_init: int) -> Tensor:
+def _screen(xs: Tensor, fits: Fits, n_init: int) -> Tensor:
     """(d * n_init,) bool over the subsample fits (node-major) of xs (d, n): those worth refining.
 
     A fit is dropped when its mean log-likelihood on the subsample is below its
@@ -249,7 +138,7 @@ def _screen(xs: Tensor, fits: _Fits, n_init: int) -> Tensor:
     a better fit of the same node has the same parameters (same basin).
     """
     d, n = xs.shape
-    a, b, c = (v.view(d, n_init, 2, 1) for v in _coefficients(fits.w, fits.mu, fits.var))
+    a, b, c = (v.view(d, n_init, 2, 1) for v in coefficients(fits.w, fits.mu, fits.var))
     x = xs.view(d, 1, 1, n)
     per = torch.logsumexp((a * x + b) * x + c, dim=2)  # (d, I, n) log-likelihood of each sample
     mean = per.mean(dim=2)
@@ -280,16 +169,16 @@ def _fit_nodes(x: Tensor, n_init: int, tol: float, max_iter: int, gen: torch.Gen
     sub = n > 2 * subsample
     xs = x[:, torch.randperm(n, generator=gen, device=x.device)[:subsample]] if sub else x
     node = torch.arange(d, device=x.device).repeat_interleave(n_init)
-    fits = _run_em(xs[node], _starts(xs, n_init, gen), tol, max_iter)
+    fits = run_em(xs[node], _starts(xs, n_init, gen), tol, max_iter)
     if sub:
         keep = _screen(xs, fits, n_init)
-        node, fits = node[keep], _Fits(*(v[keep] for v in fits))
-        fits = _run_em(x[node], (fits.w, fits.mu, fits.var), tol, max_iter)
-    fits = _Fits(*(v[_first_best(node, fits.ll, d)] for v in fits))
+        node, fits = node[keep], Fits(*(v[keep] for v in fits))
+        fits = run_em(x[node], (fits.w, fits.mu, fits.var), tol, max_iter)
+    fits = Fits(*(v[_first_best(node, fits.ll, d)] for v in fits))
     # Score at the kept parameters (the EM's ll lags them by one M-step).
-    x3 = _with_moments(x)
+    x3 = with_moments(x)
     params = (p.unsqueeze(1) for p in (fits.w, fits.mu, fits.var))
-    _, score = _e_step(x.unsqueeze(1), x3, x3.sum(dim=1, keepdim=True), *_coefficients(*params))
+    _, score = e_step(x.unsqueeze(1), x3, x3.sum(dim=1, keepdim=True), *coefficients(*params))
     return score[:, 0], fits.w, fits.mu, fits.var.sqrt(), fits.n_iter, fits.converged
 
 
