@@ -284,6 +284,8 @@ def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
             "epochs_done": last.get("epoch", 0), "epochs": total,
             "status": summary.get("status", "incomplete"),
             "test_acc": summary.get("test_acc", last.get("test_acc")),
+            "separation_ratio": (summary.get("metrics") or {}).get("separation_ratio"),
+            "robustness_mean": (summary.get("robustness") or {}).get("robustness_mean"),
             "mtime": run_dir.stat().st_mtime,
         })
     return sorted(runs, key=lambda r: r["mtime"], reverse=True)

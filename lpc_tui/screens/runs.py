@@ -13,7 +13,7 @@ from textual.containers import Grid, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from lpc_engine.store import RunStore, list_runs
+from lpc_engine.store import list_runs
 
 from ..history import RunHistory, history_from_disk
 from .compare import CompareScreen
@@ -62,10 +62,8 @@ class RunsPane(Vertical):
         table.clear()
         self.loaded.clear()
         for run in list_runs(self.runs_dir):
-            summary = RunStore(self.runs_dir / run["name"]).read_summary() or {}
             table.add_row("●" if run["name"] in self.marked else " ", run["name"], run["status"],
-                          fmt(run["test_acc"]), fmt((summary.get("metrics") or {}).get("separation_ratio")),
-                          fmt((summary.get("robustness") or {}).get("robustness_mean")),
+                          fmt(run["test_acc"]), fmt(run["separation_ratio"]), fmt(run["robustness_mean"]),
                           f"{run['epochs_done']}/{run['epochs']}", run["preset"], run["dataset"],
                           key=run["name"])
         if table.row_count and self.opened is None:

@@ -204,5 +204,8 @@ def test_list_runs(tmp_path: Path) -> None:
     assert by_name["second"]["status"] == "finished"
     summary = json.loads((runs / "second" / "summary.json").read_text())
     assert by_name["second"]["test_acc"] == summary["test_acc"]
+    assert by_name["second"]["separation_ratio"] == summary["metrics"]["separation_ratio"]
+    assert by_name["second"]["robustness_mean"] == summary["robustness"]["robustness_mean"]
     assert by_name["third"]["status"] == "incomplete" and by_name["third"]["epochs_done"] == 0
+    assert by_name["third"]["separation_ratio"] is None
     assert list_runs(tmp_path / "missing") == []
