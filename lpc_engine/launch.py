@@ -42,9 +42,9 @@ GRACE_SECONDS = 20.0
 def join_group() -> None:
     """Join the process group this process's environment describes."""
     backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
-    local_rank = int(os.environ.get("LOCAL_RANK", os.environ["RANK"]))
-    if local_rank < torch.cuda.device_count():  # NCCL's own calls use the current device
-        torch.cuda.set_device(local_rank)
+    # No torch.cuda.set_device here: a CPU run on a GPU box would make a CUDA
+    # context per process. World.place sets it for CUDA runs, and everything
+    # before it (barriers, the run name) goes over gloo.
     dist.init_process_group(backend, init_method=os.environ.get("LPC_DIST_INIT", "env://"),
                             rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
                             timeout=timedelta(minutes=TIMEOUT_MINUTES))
