@@ -193,7 +193,8 @@ def runs_cmd(runs_dir: str = RunsDir,
     elif not runs:
         Console(stderr=True).print(f"no runs in {runs_dir}")
     else:
-        Console().print(runs_table(runs))
+        console = Console()
+        console.print(runs_table(runs, console))
 
 
 @app.command("tui", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

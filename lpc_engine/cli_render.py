@@ -87,14 +87,29 @@ def summary_table(summary: dict[str, Any], run_dir: str) -> Table:
     return table
 
 
-def runs_table(runs: list[dict[str, Any]]) -> Table:
-    table = Table(title=None)
-    for col, justify in (("name", "left"), ("preset", "left"), ("dataset", "left"),
-                         ("epochs", "right"), ("status", "left"), ("test acc", "right")):
-        table.add_column(col, justify=justify)
+def runs_table(runs: list[dict[str, Any]], console: Console | None = None) -> Table:
+    """The runs, one a row; R (Table I) and ‖r‖/‖x‖ (Table II) where they fit
+    beside whole names on `console` (at 80 columns, default names leave no room)."""
+    table = _runs_table(runs, metrics=True)
+    unbounded = console.options.update_width(10_000) if console is not None else None
+    if console is not None and console.measure(table, options=unbounded).maximum > console.width:
+        table = _runs_table(runs, metrics=False)
+    return table
+
+
+def _runs_table(runs: list[dict[str, Any]], metrics: bool) -> Table:
+    table = Table(title=None, box=None, pad_edge=False)  # no rules: 80 columns hold a default name
+    columns = [("name", "left"), ("preset", "left"), ("dataset", "left"), ("epochs", "right"),
+               ("status", "left"), ("test acc", "right")]
+    for col, justify in columns + ([("R", "right"), ("‖r‖/‖x‖", "right")] if metrics else []):
+        # The name is what --name and --resume take: whole, folded only if wider than the screen.
+        table.add_column(col, justify=justify, no_wrap=True,
+                         overflow="fold" if col == "name" else "ellipsis")
     for r in runs:
-        table.add_row(r["name"], r["preset"], r["dataset"], f"{r['epochs_done']}/{r['epochs']}",
-                      r["status"], _fmt(r["test_acc"], ".4f"))
+        row = [r["name"], r["preset"], r["dataset"], f"{r['epochs_done']}/{r['epochs']}",
+               r["status"], _fmt(r["test_acc"], ".3f")]
+        metric_cells = [_fmt(r.get("separation_ratio"), ".3g"), _fmt(r.get("robustness_mean"), ".3g")]
+        table.add_row(*row, *(metric_cells if metrics else []))
     return table
 
 

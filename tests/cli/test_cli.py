@@ -3,6 +3,7 @@ reproducible runs, exact resume, bad input, --json, --dry-run, `lpc runs`."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -11,9 +12,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from lpc_engine import build_config, load_run
 from lpc_engine.cli import main
+from lpc_engine.cli_render import runs_table
 from lpc_engine.config import to_dict
 from lpc_engine.store import read_events
 from lpc_cli import lpc
@@ -296,6 +299,18 @@ def test_runs_json_lists_the_runs(tmp_path: Path, capsys) -> None:
     assert code == 0 and "one" in out and "two" in out
     code, out, _ = lpc(capsys, "runs", "--runs-dir", tmp_path / "none", "--json")
     assert code == 0 and json.loads(out)["runs"] == []
+
+
+def test_runs_table_keeps_default_names_whole_at_80_columns() -> None:
+    run = {"name": "lpc-synthetic-s0-20261128-175433", "preset": "lpc", "dataset": "synthetic",
+           "epochs_done": 5, "epochs": 5, "status": "finished", "test_acc": 1.0,
+           "separation_ratio": 12.7, "robustness_mean": 0.312}
+    for width, with_metrics in ((80, False), (120, True)):
+        console = Console(width=width, file=io.StringIO())
+        console.print(runs_table([run], console))
+        text = console.file.getvalue()
+        assert run["name"] in text and max(map(len, text.splitlines())) <= width
+        assert ("12.7" in text and "0.312" in text) == with_metrics
 
 
 def test_load_run_of_a_cli_run(tmp_path: Path, capsys) -> None:
