@@ -29,6 +29,7 @@ from .cli_sweep import report, sweep
 from .cli_render import ProgressView, final_event_status, runs_table, summary_table
 from .config_io import build_config, dumps_toml, read_config_file
 from .errors import StorageError, UsageError
+from .signals import OnSignals
 from .store import json_safe, list_runs, run_path
 from .config import RunConfig, to_flat
 from .distributed import World
@@ -207,27 +208,18 @@ def tui_cmd(ctx: typer.Context) -> None:
         raise typer.Exit(code)
 
 
-class _stop_on_signals:
+class _stop_on_signals(OnSignals):
     """Ctrl-C or SIGTERM asks the run to stop (it checkpoints first); a
     second Ctrl-C interrupts at once."""
 
     def __init__(self, control: Control, console: Console):
-        self.control, self.console, self.saved = control, console, {}
+        self.control, self.console = control, console
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.control.stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.console.print("stopping after this step; saving a checkpoint (Ctrl-C again to abort)")
         self.control.stop.set()
-
-    def __enter__(self) -> _stop_on_signals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.saved[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
 
 
 def main(argv: list[str] | None = None) -> int:

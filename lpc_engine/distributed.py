@@ -20,6 +20,7 @@ a no-op, so the training loop has one code path.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -89,6 +90,14 @@ class World:
         t = torch.tensor([float(f) for f in flags])
         dist.broadcast(t, src=0)
         return tuple(bool(v) for v in t.tolist())
+
+    def agree_stop(self, stop: threading.Event | None, *flags: bool) -> tuple[bool, ...]:
+        """Rank 0's stop request and `flags`, on every process; an agreed
+        stop is set on `stop` here too, so that every process ends alike."""
+        halt, *rest = self.agree(stop is not None and stop.is_set(), *flags)
+        if halt and stop is not None:
+            stop.set()
+        return (halt, *rest)
 
     def same_(self, t: Tensor) -> Tensor:
         """Rank 0's values of `t`, in place, everywhere."""

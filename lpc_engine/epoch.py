@@ -167,7 +167,7 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, data: Tensor
         out = forward(x)
         a = progress.step * batch_size
         share = world.share(a, min(a + batch_size, n))
-        loss, ce, penalty = compute_loss(out, y, obj) if share is None else compute_loss(out, y, obj, share)
+        loss, ce, penalty = compute_loss(out, y, obj, share)
         optimizer.zero_grad(set_to_none=True)
         (loss if share is None else loss * share.weight).backward()
         # loss - loss is 0 if finite and NaN if not, and NaN counts as true:
@@ -191,9 +191,7 @@ def _interrupted(step: int, first: int, stop: threading.Event | None, deadline: 
         return _is_set(stop) or due
     if step == first or step % AGREE_STEPS:
         return False
-    halt, due = world.agree(_is_set(stop), due)
-    if halt and stop is not None:
-        stop.set()
+    halt, due = world.agree_stop(stop, due)
     return halt or due
 
 

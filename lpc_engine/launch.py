@@ -32,6 +32,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from .signals import OnSignals
+
 # How long a process waits in a collective for the others: rank 0 alone
 # evaluates, measures and attacks while the others wait at the next step.
 TIMEOUT_MINUTES = float(os.environ.get("LPC_DIST_TIMEOUT_MINUTES", "60"))
@@ -149,7 +151,7 @@ _PR_SET_PDEATHSIG = 1
 ABORT_SECONDS = 5.0
 
 
-class _ForwardSignals:
+class _ForwardSignals(OnSignals):
     """Ctrl-C and SIGTERM reach this process only (the children have their
     own sessions) and are passed to each child once: rank 0 then stops the
     run with a checkpoint, and a second Ctrl-C aborts every process (and
@@ -157,10 +159,9 @@ class _ForwardSignals:
 
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
-        self.saved: dict = {}
         self.count, self.abort_at = 0, None
 
-    def _forward(self, signum: int, frame: object) -> None:
+    def _handle(self, signum: int, frame: object) -> None:
         self.count += 1
         if self.count == 2:
             self.abort_at = time.monotonic() + ABORT_SECONDS
@@ -170,15 +171,6 @@ class _ForwardSignals:
 
     def abort_due(self) -> bool:
         return self.abort_at is not None and time.monotonic() >= self.abort_at
-
-    def __enter__(self) -> _ForwardSignals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.saved[sig] = signal.signal(sig, self._forward)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

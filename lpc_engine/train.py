@@ -94,9 +94,7 @@ def train(cfg: RunConfig, control: Control | None = None, run_dir: str | Path | 
             last = epoch == s.cfg.epochs
             if world.is_main and (last or (s.cfg.metrics_every and epoch % s.cfg.metrics_every == 0)):
                 yield from _measure(s, epoch)
-            stop, due = world.agree(control.stop.is_set(), clock.due())  # rank 0 decides
-            if stop:
-                control.stop.set()
+            stop, due = world.agree_stop(control.stop, clock.due())  # rank 0 decides
             if last or epoch % s.cfg.checkpoint_every == 0 or stop or due:
                 yield from _saved(s, epoch)
                 clock.reset()
@@ -133,9 +131,7 @@ def _train_epoch(s: Session, epoch: int, control: Control, clock: _Clock) -> Ite
         row = s.train_epoch(epoch, control.stop, control.pause, clock.deadline)
         if row is not None:
             return row
-        stop, = s.world.agree(control.stop.is_set())  # rank 0's, even if a signal just came
-        if stop:
-            control.stop.set()
+        stop, = s.world.agree_stop(control.stop)  # rank 0's, even if a signal just came
         if stop or s.saw_nonfinite():
             return None
         yield from _saved(s, epoch - 1)

@@ -39,8 +39,8 @@ def test_a_diverging_run_exits_1_with_an_alert_and_its_last_good_checkpoint(tmp_
                                                                              monkeypatch) -> None:
     real = epoch_module.compute_loss
 
-    def nan_in_epoch_3(out, y, obj):  # synthetic: gamma 0.01 x1.5 an epoch
-        loss, ce, penalty = real(out, y, obj)
+    def nan_in_epoch_3(out, y, obj, share=None):  # synthetic: gamma 0.01 x1.5 an epoch
+        loss, ce, penalty = real(out, y, obj, share)
         return (loss * float("nan") if obj.gamma > 0.02 else loss), ce, penalty
 
     monkeypatch.setattr(epoch_module, "compute_loss", nan_in_epoch_3)

@@ -43,8 +43,8 @@ def poison_from(monkeypatch, first_bad_step: int, on_first=None) -> None:
     (0-based, counted across epochs); `on_first()` runs just before the first."""
     real, count = epoch_module.compute_loss, [0]
 
-    def poisoned(out, y, obj):
-        loss, ce, penalty = real(out, y, obj)
+    def poisoned(out, y, obj, share=None):
+        loss, ce, penalty = real(out, y, obj, share)
         step, count[0] = count[0], count[0] + 1
         if step == first_bad_step and on_first is not None:
             on_first()

@@ -445,8 +445,8 @@ def test_non_finite_loss_ends_the_run_as_diverged(tmp_path: Path, monkeypatch) -
     import lpc_engine.epoch as epoch_module
     real = epoch_module.compute_loss
 
-    def poisoned(out, y, obj):
-        loss, ce, penalty = real(out, y, obj)
+    def poisoned(out, y, obj, share=None):
+        loss, ce, penalty = real(out, y, obj, share)
         epoch_2 = obj.gamma > 0.011  # synthetic profile: gamma 0.01 in epoch 1, 0.015 in epoch 2
         return (loss * float("nan") if epoch_2 else loss), ce, penalty
 
