@@ -17,9 +17,9 @@ import statistics
 import time
 
 from lpc_engine.config_io import build_config
-from lpc_engine.epoch import _batch, num_steps, start_epoch
-from lpc_engine.objective import compute_loss, objective_for_epoch
-from lpc_engine.session import open_session
+from lpc_engine.training.epoch import _batch, num_steps, start_epoch
+from lpc_engine.training.objective import compute_loss, objective_for_epoch
+from lpc_engine.training.session import open_session
 
 
 def bare_epoch(s, obj) -> float:

@@ -19,8 +19,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from lpc_engine.data import load_data
-from lpc_engine.models import build_model
+from lpc_engine.data.datasets import load_data
+from lpc_engine.model.network import build_model
 from lpc_engine.robustness import DeepFoolResult, deepfool, deepfool_single
 
 

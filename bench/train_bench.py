@@ -49,12 +49,12 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from lpc_engine.augment import augment_batch
+from lpc_engine.data.augment import augment_batch
 from lpc_engine.config_io import build_config
-from lpc_engine.epoch import num_steps
-from lpc_engine.execution import prepare_forward
-from lpc_engine.objective import compute_loss, objective_for_epoch
-from lpc_engine.session import Session, _optimizer, open_session
+from lpc_engine.training.epoch import num_steps
+from lpc_engine.training.execution import prepare_forward
+from lpc_engine.training.objective import compute_loss, objective_for_epoch
+from lpc_engine.training.session import Session, _optimizer, open_session
 
 MODES = ("floor", "engine", "usual")
 DEFAULTS = {"digits": ("mlp", 32), "cifar-synthetic": ("cnn", 128)}  # backbone, batch

@@ -28,7 +28,7 @@ import time
 import torch
 
 from lpc_engine import EpochEnd, build_config, train
-from lpc_engine.runner import threads_beside_ui
+from lpc_engine.training.runner import threads_beside_ui
 from lpc_tui.app import LpcApp
 
 PROBE_SECONDS = 0.020

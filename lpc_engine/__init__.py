@@ -1,15 +1,15 @@
 """LPC Studio's engine: training with latent point collapse and the paper's
 measurements, importable from Python. Never imports a UI toolkit."""
 
-from .config import RunConfig
-from .config_io import build_config, read_config_file
-from .errors import ConfigError, DataError, UsageError
-from .events import (Alert, CheckpointSaved, EpochEnd, Event, LatentSample, MetricsComputed,
-                     RobustnessComputed, RunFailed, RunFinished, RunStarted)
-from .load import LoadedRun, load_run
-from .presets import PRESETS
-from .runner import BackgroundRun
-from .train import Control, train
+from lpc_engine.config import RunConfig
+from lpc_engine.config_io import build_config, read_config_file
+from lpc_engine.errors import ConfigError, DataError, UsageError
+from lpc_engine.events import (Alert, CheckpointSaved, EpochEnd, Event, LatentSample, MetricsComputed,
+                               RobustnessComputed, RunFailed, RunFinished, RunStarted)
+from lpc_engine.runs.load import LoadedRun, load_run
+from lpc_engine.presets import PRESETS
+from lpc_engine.training.runner import BackgroundRun
+from lpc_engine.training.train import Control, train
 
 __all__ = [
     "RunConfig", "build_config", "read_config_file", "ConfigError", "DataError", "UsageError",

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError
+from lpc_engine.errors import ConfigError
 
 GAMMA_SCHEDULES = ("exponential", "dual-exponential", "linear", "cosine", "constant")
 LR_SCHEDULES = ("constant", "halving", "cosine")
@@ -112,6 +112,22 @@ class RunConfig:
                                  0, 10**7)
     latent_sample_size: int = _f(2000, "training latents sent with each metrics event, for histograms",
                                  0, 10**7)
+
+
+# Fields a resumed run may change: more epochs, and how it runs (device,
+# precision, compile), which no saved state depends on: a checkpoint holds
+# fp32 weights of the plain module whatever the precision or compilation.
+RESUMABLE_CHANGES = ("epochs", "device", "precision", "compile")
+
+
+def resumable_part(cfg: RunConfig) -> dict[str, Any]:
+    """{field: value} of the RESUMABLE_CHANGES fields of `cfg`."""
+    return {k: getattr(cfg, k) for k in RESUMABLE_CHANGES}
+
+
+def continues(saved: RunConfig, wanted: RunConfig) -> bool:
+    """True if `wanted` is `saved` run on: equal but for RESUMABLE_CHANGES."""
+    return dataclasses.replace(wanted, **resumable_part(saved)) == saved
 
 
 SECTION_TYPES = {"model": ModelConfig, "data": DataConfig, "gamma": GammaConfig,

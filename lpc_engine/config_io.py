@@ -12,11 +12,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .backbones import BACKBONES
-from .config import SECTIONS, RunConfig, flatten, from_flat, short_repr, to_dict, validate
-from .data import DATASETS
-from .errors import ConfigError
-from .presets import DATASET_PROFILES, get_preset, preset_width
+from lpc_engine.model.backbones import BACKBONES
+from lpc_engine.config import SECTIONS, RunConfig, flatten, from_flat, short_repr, to_dict, validate
+from lpc_engine.data.datasets import DATASETS
+from lpc_engine.errors import ConfigError
+from lpc_engine.presets import DATASET_PROFILES, get_preset, preset_width
 
 
 def build_config(file_values: dict[str, Any] | None = None,

@@ -1,13 +1,17 @@
 """What training tells the world: frozen event dataclasses.
 
 `train()` yields these; the run store writes each as one JSON line with an
-"event" key (DESIGN.md, run directory contract); the CLI and the TUI render
-them. Events that carry arrays (LatentSample) are not written to disk.
+"event" key (DESIGN.md, run directory contract), and the run reader
+(runs/reader.py) turns the lines back into them with `from_json`; the CLI
+and the TUI render them. Events that carry arrays (LatentSample) are not
+written to events.jsonl. Each kind is named here and nowhere else: other
+modules say `EpochEnd.kind`, never "epoch".
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -110,3 +114,34 @@ class RunFailed(Event):
     status: str  # "diverged" | "error"
     error: str
     summary: dict[str, Any] = field(default_factory=dict)
+
+
+KINDS: dict[str, type[Event]] = {cls.kind: cls for cls in (
+    RunStarted, EpochEnd, LatentSample, MetricsComputed, RobustnessComputed, CheckpointSaved,
+    Alert, RunFinished, RunFailed)}
+# A field missing from an older run's row, by its declared type.
+_ABSENT = {"float": math.nan, "int": 0, "str": "", "dict[str, Any]": {}, "dict[str, float]": {}}
+
+
+def from_json(row: dict[str, Any]) -> Event | None:
+    """The event a row of events.jsonl records (None for a kind this version
+    does not know). JSON null stands for a non-finite float (the store
+    writes strict JSON) and becomes NaN again; a field the row lacks takes
+    its default, or an empty value of its type."""
+    cls = KINDS.get(row.get("event"))  # type: ignore[arg-type]
+    if cls is None:
+        return None
+    values = {}
+    for f in dataclasses.fields(cls):
+        value = row.get(f.name)
+        if value is None and f.type == "float":
+            value = math.nan
+        elif value is None:
+            has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+            if has_default:
+                continue
+            value = _ABSENT.get(f.type)
+        elif f.type == "float" and isinstance(value, (int, float)):
+            value = float(value)
+        values[f.name] = value
+    return cls(**values)

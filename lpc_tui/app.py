@@ -19,20 +19,20 @@ from textual.widgets import ContentSwitcher, Footer, Static, TabbedContent
 
 from lpc_engine.errors import UsageError
 from lpc_engine.events import Alert, Event, RunFailed, RunFinished
-from lpc_engine.runner import BackgroundRun, threads_beside_ui
-from lpc_engine.train import resume_config, train
+from lpc_engine.training.runner import BackgroundRun, threads_beside_ui
+from lpc_engine.training.train import resume_config, train
 
-from .export import export_folder, write_epochs_csv
-from .form import FormModel
-from .history import RunHistory, history_from_disk
-from .launch import new_run_dir
-from .messages import EngineEvent
-from .screens.configure import ConfigurePane
-from .screens.dialogs import ConfirmQuit, HelpScreen
-from .screens.monitor import MonitorPane
-from .screens.results import ResultsPane
-from .screens.runs import RunsPane
-from .status import event_line, status_line
+from lpc_tui.export import export_folder, write_epochs_csv
+from lpc_tui.form import FormModel
+from lpc_tui.history import RunHistory, history_from_disk
+from lpc_tui.run_dirs import new_run_dir
+from lpc_tui.messages import EngineEvent
+from lpc_tui.screens.configure import ConfigurePane
+from lpc_tui.screens.dialogs import ConfirmQuit, HelpScreen
+from lpc_tui.screens.monitor import MonitorPane
+from lpc_tui.screens.results import ResultsPane
+from lpc_tui.screens.runs import RunsPane
+from lpc_tui.status import event_line, status_line
 
 REDRAW_SECONDS = 0.2  # the tick: 5 redraws a second at most (DESIGN.md: about 10); 10 cost 10% of a digits run
 

@@ -30,7 +30,7 @@ def tui(
     file_values = read_config_file(config) if config else None
     flags = {k: v for k, v in dict(preset=preset, dataset=dataset, device=device).items() if v is not None}
     build_config(file_values, flags)  # bad options fail here, before the screen is taken over
-    from .app import LpcApp  # Textual loads only once the options are known good
+    from lpc_tui.app import LpcApp  # Textual loads only once the options are known good
     LpcApp(runs_dir=runs_dir, file_values=file_values, flags=flags).run()
 
 

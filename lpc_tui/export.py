@@ -7,9 +7,9 @@ import io
 import math
 from pathlib import Path
 
-from lpc_engine.store import atomic_write
+from lpc_engine.runs.store import atomic_write
 
-from .history import EPOCH_KEYS, RunHistory
+from lpc_tui.history import EPOCH_KEYS, RunHistory
 
 
 def epochs_csv(h: RunHistory) -> str:

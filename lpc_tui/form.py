@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lpc_engine.backbones import BACKBONES
+from lpc_engine.model.backbones import BACKBONES
 from lpc_engine.config import (GAMMA_SCHEDULES, LR_SCHEDULES, MERGE_POLICIES, PRECISIONS, RunConfig,
                                check_range, leaf_fields, to_flat)
 from lpc_engine.config_io import build_config
-from lpc_engine.data import DATASETS
+from lpc_engine.data.datasets import DATASETS
 from lpc_engine.errors import ConfigError
 from lpc_engine.presets import PRESETS
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from lpc_engine.events import (Alert, EpochEnd, Event, LatentSample, MetricsComputed,
                                RobustnessComputed, RunFailed, RunFinished, RunStarted)
-from lpc_engine.store import RunStore
+from lpc_engine.runs.reader import RunReader
 
 EPOCH_KEYS = ("epoch", "loss", "ce", "penalty", "gamma", "lr", "train_acc", "test_acc",
               "latent_norm_mean", "latent_norm_cov", "seconds", "samples_per_s")
@@ -90,29 +90,14 @@ class RunHistory:
 
 def history_from_disk(run_dir: str | Path) -> RunHistory:
     """A saved run, rebuilt from config.json, events.jsonl and summary.json."""
-    store = RunStore(run_dir)
+    run = RunReader(run_dir)
     h = RunHistory(name=Path(run_dir).name, run_dir=str(run_dir))
-    h.config = store.read_config() if store.exists() else {}
+    h.config = run.config() if run.exists() else {}
     h.epochs = int(h.config.get("epochs", 0))
-    for row in store.read_events():
-        kind = row.get("event")
-        if kind == "epoch":
-            h.rows.append({k: _number(row.get(k)) for k in EPOCH_KEYS})
-        elif kind == "metrics":
-            h.metrics, h.metrics_epoch = dict(row.get("metrics") or {}), int(row.get("epoch", 0))
-            h.metric_rows.append({"epoch": h.metrics_epoch, **h.metrics})
-        elif kind == "robustness":
-            h.robustness = dict(row.get("table") or {})
-        elif kind == "alert":
-            h.alerts.append(Alert(epoch=int(row.get("epoch", 0)), code=str(row.get("code", "")),
-                                  message=str(row.get("message", "")), level=str(row.get("level", "warning"))))
-    summary = store.read_summary()
-    h.summary = summary or {}
+    for event in run.events():
+        if isinstance(event, (EpochEnd, MetricsComputed, RobustnessComputed, Alert)):
+            h.apply(event)
+    h.summary = run.summary() or {}
     h.status = h.summary.get("status", "incomplete")
     h.version = 1
     return h
-
-
-def _number(value: Any) -> float:
-    """JSON null (a NaN on disk) back to NaN."""
-    return float(value) if isinstance(value, (int, float)) else math.nan

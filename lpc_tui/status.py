@@ -7,8 +7,8 @@ from rich.markup import escape
 from lpc_engine.events import (Alert, CheckpointSaved, EpochEnd, Event, MetricsComputed,
                                RobustnessComputed, RunFailed, RunFinished, RunStarted)
 
-from .history import RunHistory
-from .widgets.tables import fmt
+from lpc_tui.history import RunHistory
+from lpc_tui.widgets.tables import fmt
 
 STATUS_STYLE = {"running": "green", "paused": "yellow", "finished": "cyan", "starting": "green",
                 "stopped": "yellow", "diverged": "red", "error": "red"}

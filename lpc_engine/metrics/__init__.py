@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import UsageError
-from .binarity import NodeMixtures, binarity_metrics, fit_node_mixtures, standardize
-from .codebook import Codebook, class_codebook, codebook_from_means
-from .collapse import R_CAP, ClassStats, centre_distances, class_stats, collapse_metrics
-from .entropy import EPS_FLOOR_REL, K_NEIGHBOURS, EntropyEstimate, entropy_metrics, kl_entropy
-from .neural_collapse import neural_collapse_metrics
+from lpc_engine.errors import UsageError
+from lpc_engine.metrics.binarity import NodeMixtures, binarity_metrics, fit_node_mixtures, standardize
+from lpc_engine.metrics.codebook import Codebook, class_codebook, codebook_from_means
+from lpc_engine.metrics.collapse import R_CAP, ClassStats, centre_distances, class_stats, collapse_metrics
+from lpc_engine.metrics.entropy import EPS_FLOOR_REL, K_NEIGHBOURS, EntropyEstimate, entropy_metrics, kl_entropy
+from lpc_engine.metrics.neural_collapse import neural_collapse_metrics
 
 METRIC_NAMES: tuple[str, ...] = (
     "sigma_w", "sigma_w_trace_ratio", "separation_ratio", "norm_mean", "norm_cov", "abs_cov",

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import UsageError
-from .mixture_em import (EPS10, REG_COVAR, Fits, coefficients, e_step, heavier_first, run_em,
+from lpc_engine.errors import UsageError
+from lpc_engine.metrics.mixture_em import (EPS10, REG_COVAR, Fits, coefficients, e_step, heavier_first, run_em,
                          with_moments)
 
 # EM stops when the mean log-likelihood per sample gains less than this in an

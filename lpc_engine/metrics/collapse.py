@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import UsageError
+from lpc_engine.errors import UsageError
 
 # Eq. (8) divides by ||z - mu_p||, which is exactly 0 for a sample sitting on
 # its own class centre (an exact collapse). Each sample's ratio is capped at

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import UsageError
-from .binarity import standardize
+from lpc_engine.errors import UsageError
+from lpc_engine.metrics.binarity import standardize
 
 K_NEIGHBOURS = 20  # Table I: "Kozachenko-Leonenko method (k=20)"
 # Collapsed points have exact duplicates, so eps_i = 0 and log eps_i = -inf.

@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor
 
-from .collapse import ClassStats
+from lpc_engine.metrics.collapse import ClassStats
 
 
 def nc1(stats: ClassStats) -> float:

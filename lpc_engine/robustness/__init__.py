@@ -6,8 +6,8 @@
 - `lipschitz_estimate`: the authors' input-gradient norm of the logit margin.
 """
 
-from .attack import DeepFoolResult, deepfool, deepfool_single
-from .lipschitz import lipschitz_estimate
-from .table import robustness_table
+from lpc_engine.robustness.attack import DeepFoolResult, deepfool, deepfool_single
+from lpc_engine.robustness.lipschitz import lipschitz_estimate
+from lpc_engine.robustness.table import robustness_table
 
 __all__ = ["DeepFoolResult", "deepfool", "deepfool_single", "lipschitz_estimate", "robustness_table"]

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from ..errors import UsageError
+from lpc_engine.errors import UsageError
 
 # Inputs attacked (or differentiated) per forward pass unless the caller says otherwise.
 DEFAULT_BATCH_SIZE = 500

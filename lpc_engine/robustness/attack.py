@@ -28,8 +28,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ..errors import UsageError
-from ._common import DEFAULT_BATCH_SIZE, check_inputs, eval_mode, model_device
+from lpc_engine.errors import UsageError
+from lpc_engine.robustness._common import DEFAULT_BATCH_SIZE, check_inputs, eval_mode, model_device
 
 
 class DeepFoolResult(NamedTuple):

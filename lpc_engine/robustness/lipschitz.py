@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ._common import DEFAULT_BATCH_SIZE, check_inputs, eval_mode, model_device
+from lpc_engine.robustness._common import DEFAULT_BATCH_SIZE, check_inputs, eval_mode, model_device
 
 # The authors drop per-sample norms that are non-finite or at most this.
 _TINY = 1e-9

@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import UsageError
-from ._common import DEFAULT_BATCH_SIZE, check_inputs, eval_mode, model_device, predict
-from .attack import deepfool
+from lpc_engine.errors import UsageError
+from lpc_engine.robustness._common import DEFAULT_BATCH_SIZE, check_inputs, eval_mode, model_device, predict
+from lpc_engine.robustness.attack import deepfool
 
 
 def robustness_table(model: nn.Module, x: Tensor, y: Tensor, *, samples: int = 1000, seed: int = 0,

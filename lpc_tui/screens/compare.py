@@ -15,8 +15,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from lpc_engine.report import TABLE_COLUMNS, collect_dirs, correlation, row_label, table_rows
-from lpc_engine.report_render import TITLES, cell
+from lpc_engine.study.report import TABLE_COLUMNS, collect_dirs, correlation, row_label, table_rows
+from lpc_engine.study.report_render import TITLES, cell
 
 
 def compare_report(run_dirs: list[Path]) -> RenderableType:

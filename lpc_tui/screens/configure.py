@@ -13,10 +13,10 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from lpc_engine.config import RunConfig
 from lpc_engine.presets import PRESETS
-from lpc_engine.schedules import epoch_reaching_max, gamma_at
+from lpc_engine.training.schedules import epoch_reaching_max, gamma_at
 
-from ..form import FORM_FIELDS, FormModel
-from ..widgets.plots import Series, SeriesPlot
+from lpc_tui.form import FORM_FIELDS, FormModel
+from lpc_tui.widgets.plots import Series, SeriesPlot
 
 
 class ConfigurePane(Vertical):

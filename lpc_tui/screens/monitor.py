@@ -11,10 +11,10 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import RichLog, Static, TabbedContent, TabPane
 
-from ..history import RunHistory
-from ..widgets.histograms import NodeHistograms
-from ..widgets.plots import Series, SeriesPlot
-from ..widgets.tables import codebook_text, metrics_table
+from lpc_tui.history import RunHistory
+from lpc_tui.widgets.histograms import NodeHistograms
+from lpc_tui.widgets.plots import Series, SeriesPlot
+from lpc_tui.widgets.tables import codebook_text, metrics_table
 
 
 # Charts are pure-Python builds (plotext, ~5-15 ms each on a 2-core CPU).

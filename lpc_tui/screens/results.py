@@ -9,8 +9,8 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from ..history import RunHistory
-from ..widgets.tables import paper_comparison, robustness_table, run_values
+from lpc_tui.history import RunHistory
+from lpc_tui.widgets.tables import paper_comparison, robustness_table, run_values
 
 
 class ResultsPane(VerticalScroll):

@@ -13,12 +13,12 @@ from textual.containers import Grid, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from lpc_engine.store import list_runs
+from lpc_engine.runs.reader import list_runs
 
-from ..history import RunHistory, history_from_disk
-from .compare import CompareScreen
-from ..widgets.plots import Series, SeriesPlot
-from ..widgets.tables import fmt
+from lpc_tui.history import RunHistory, history_from_disk
+from lpc_tui.screens.compare import CompareScreen
+from lpc_tui.widgets.plots import Series, SeriesPlot
+from lpc_tui.widgets.tables import fmt
 
 COLORS = ("cyan", "magenta", "green", "yellow", "blue", "red", "white")
 COLUMNS = ("", "name", "status", "test acc", "R", "robust.", "epochs", "preset", "dataset")

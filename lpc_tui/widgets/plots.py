@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
-from ..downsample import downsample
+from lpc_tui.downsample import downsample
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lpc_engine.events import LatentSample
-from lpc_engine.paper import paper_value
+from lpc_engine.study.paper import paper_value
 
 LIVE_METRICS = (
     ("separation_ratio", "R"), ("sigma_w", "Σ_W"), ("sigma_w_trace_ratio", "tr Σ_W/tr Σ_T"),

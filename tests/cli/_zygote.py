@@ -1,5 +1,5 @@
 """A process that has imported torch and the engine once, then forks one
-child per request to run `lpc ARGV` (lpc_engine.cli.main), optionally
+child per request to run `lpc ARGV` (lpc_engine.cli.app.main), optionally
 signalling it after a delay. Used by test_fault_injection.py: a fresh
 `python -m lpc_engine.cli` costs ~5 s of imports on 2 cores (torch, the
 optimizer's torch._dynamo, scikit-learn), which would make 40 runs take
@@ -26,9 +26,9 @@ import torch
 torch.set_num_threads(1)  # no OpenMP workers: forking stays safe
 TIMEOUT = 300.0  # seconds a child may run
 
-import lpc_engine.cli as cli  # noqa: E402
-import lpc_engine.measure  # noqa: E402,F401  (scikit-learn, scipy)
-from lpc_engine.data import load_data  # noqa: E402
+import lpc_engine.cli.app as cli  # noqa: E402
+import lpc_engine.training.measure  # noqa: E402,F401  (scikit-learn, scipy)
+from lpc_engine.data.datasets import load_data  # noqa: E402
 
 torch.optim.AdamW([torch.zeros(1, requires_grad=True)], fused=True)  # imports torch._dynamo
 load_data("digits", None, False, "cpu")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lpc_engine.cli import main
+from lpc_engine.cli.app import main
 
 
 def lpc(capsys, *argv) -> tuple[int, str, str]:

@@ -15,10 +15,10 @@ import pytest
 from rich.console import Console
 
 from lpc_engine import build_config, load_run
-from lpc_engine.cli import main
-from lpc_engine.cli_render import runs_table
+from lpc_engine.cli.app import main
+from lpc_engine.cli.render import runs_table
 from lpc_engine.config import to_dict
-from lpc_engine.store import read_events
+from lpc_engine.runs.store import read_events
 from lpc_cli import lpc
 
 DIGITS = ["--preset", "lpc", "--dataset", "digits", "--seed", "0"]
@@ -145,7 +145,7 @@ def test_ctrl_c_stops_mid_epoch_with_a_checkpoint_and_resume_matches(tmp_path: P
     --resume then gives the rows of a straight run."""
     import signal
 
-    import lpc_engine.epoch as epoch_module
+    import lpc_engine.training.epoch as epoch_module
     runs = tmp_path / "runs"
     assert lpc(capsys, "run", *SYNTH, "--epochs", "3", "--runs-dir", runs, "--name", "straight")[0] == 0
     real, count = epoch_module.compute_loss, [0]

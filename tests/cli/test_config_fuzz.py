@@ -26,8 +26,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from lpc_engine.backbones import BACKBONES
-from lpc_engine.cli import main, run
+from lpc_engine.model.backbones import BACKBONES
+from lpc_engine.cli.app import main, run
 from lpc_engine.config import SECTIONS, leaf_fields, to_flat
 from lpc_engine.config_io import _toml_value as engine_toml_value
 from lpc_engine.config_io import build_config, read_config_file

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from lpc_engine.store import checksum_path
+from lpc_engine.runs.store import checksum_path
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = 6

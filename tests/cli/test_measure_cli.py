@@ -14,7 +14,7 @@ from lpc_engine import build_config, train
 from lpc_engine.metrics.binarity import fit_node_mixtures
 from lpc_engine.events import LatentSample, MetricsComputed, RobustnessComputed
 from lpc_engine.metrics import METRIC_NAMES
-from lpc_engine.store import read_events
+from lpc_engine.runs.store import read_events
 from lpc_cli import lpc
 
 SYNTH = ["--dataset", "synthetic", "--device", "cpu"]

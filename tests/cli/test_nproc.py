@@ -18,10 +18,10 @@ import pytest
 import torch
 
 from lpc_cli import lpc as lpc_here
-from lpc_engine.cli_nproc import _threads
+from lpc_engine.cli.nproc import _threads
 from lpc_engine.errors import UsageError
-from lpc_engine.launch import _wait
-from lpc_engine.store import RunStore, load_checkpoint, read_events
+from lpc_engine.cli.launch import _wait
+from lpc_engine.runs.store import RunStore, load_checkpoint, read_events
 
 SYNTH = ["--dataset", "synthetic", "--device", "cpu", "--robustness-samples", "0",
          "--batch-size", "75"]

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-import lpc_engine.epoch as epoch_module
-import lpc_engine.store as store_module
-from lpc_engine.store import RunStore, checksum_path, load_checkpoint, read_events
+import lpc_engine.training.epoch as epoch_module
+import lpc_engine.runs.store as store_module
+from lpc_engine.runs.store import RunStore, checksum_path, load_checkpoint, read_events
 from lpc_cli import lpc
 
 SYNTH = ["run", "--dataset", "synthetic", "--device", "cpu", "--robustness-samples", "0",

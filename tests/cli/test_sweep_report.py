@@ -8,13 +8,13 @@ import re
 
 import pytest
 
-from lpc_engine.cli import main
+from lpc_engine.cli.app import main
 from lpc_engine.presets import PRESETS
-from lpc_engine.report import RunResult, correlation, pearson, table_rows
-from lpc_engine.report_render import cell
-from lpc_engine.store import read_events
-from lpc_engine.sweep import grid
-from lpc_engine.train import Control, train
+from lpc_engine.study.report import RunResult, correlation, pearson, table_rows
+from lpc_engine.study.report_render import cell
+from lpc_engine.runs.store import read_events
+from lpc_engine.study.sweep import grid
+from lpc_engine.training.train import Control, train
 from lpc_cli import lpc
 
 FAST = ["--dataset", "synthetic", "--epochs", "3", "--device", "cpu", "--set", "robustness_samples=30"]
@@ -65,7 +65,7 @@ def test_report_json_carries_every_number_of_the_markdown(full_sweep, capsys) ->
 
 
 def _row_from_json(r, keys):
-    from lpc_engine.report import Row
+    from lpc_engine.study.report import Row
     return Row(preset=r["preset"], lr=r["lr"], runs=tuple(r["runs"]),
                mean={k: r[k]["mean"] for k in keys if r[k]["mean"] is not None},
                std={k: r[k]["std"] for k in keys if r[k]["std"] is not None})

@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-import lpc_engine.data as data_module
-import lpc_engine.epoch as epoch_module
+import lpc_engine.data.datasets as data_module
+import lpc_engine.training.epoch as epoch_module
 from lpc_engine import Control, EpochEnd, build_config, train
 
 TIMEOUT_S = 180

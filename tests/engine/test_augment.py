@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lpc_engine.augment import augment_batch
+from lpc_engine.data.augment import augment_batch
 
 
 def _distinct(n: int, c: int = 2, h: int = 5, w: int = 6) -> torch.Tensor:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from lpc_engine.data import DATASETS, TensorData, load_data
+from lpc_engine.data.datasets import DATASETS, TensorData, load_data
 from lpc_engine.errors import DataError
 
 

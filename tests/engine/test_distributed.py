@@ -18,12 +18,12 @@ import torch
 
 from ddp_workers import ROW_FIELDS, augmented_synthetic, rows, run_group
 from lpc_engine import build_config, load_run, train
-from lpc_engine.distributed import AGREE_STEPS, World
-from lpc_engine.epoch import num_steps
+from lpc_engine.parallel.distributed import AGREE_STEPS, World
+from lpc_engine.training.epoch import num_steps
 from lpc_engine.errors import UsageError
-from lpc_engine.losses import supcon_loss, supcon_loss_part
-from lpc_engine.session import open_session
-from lpc_engine.store import RunStore, load_checkpoint
+from lpc_engine.model.losses import supcon_loss, supcon_loss_part
+from lpc_engine.training.session import open_session
+from lpc_engine.runs.store import RunStore, load_checkpoint
 
 # Stated tolerance: relative, on every float of an epoch row and on the
 # trained model's outputs.
@@ -64,7 +64,7 @@ def assert_models_close(run_a: Path, run_b: Path) -> None:
 def test_two_processes_train_what_one_does(tmp_path: Path, monkeypatch, preset: str,
                                            augment: bool) -> None:
     if augment:
-        monkeypatch.setattr("lpc_engine.data._load_synthetic", augmented_synthetic())
+        monkeypatch.setattr("lpc_engine.data.datasets._load_synthetic", augmented_synthetic())
     run = flags(preset=preset)
     one = rows(list(train(build_config(None, run), run_dir=tmp_path / "one")))
     two = run_group(2, tmp_path, run, run_dir=tmp_path / "two", augment=augment)

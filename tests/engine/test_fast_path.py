@@ -14,17 +14,17 @@ import pytest
 import torch
 from torch._dynamo.eval_frame import OptimizedModule
 
-import lpc_engine.data as data_module
-import lpc_engine.epoch as epoch_module
+import lpc_engine.data.datasets as data_module
+import lpc_engine.training.epoch as epoch_module
 from lpc_engine import Control, EpochEnd, build_config, load_run, train
-from lpc_engine.augment import apply_crops
+from lpc_engine.data.augment import apply_crops
 from lpc_engine.config import RunConfig, leaf_fields, to_dict
 from lpc_engine.config_io import config_from_dict, dumps_toml
 from lpc_engine.errors import ConfigError, UsageError
-from lpc_engine.execution import flush_denormals, prepare_forward
-from lpc_engine.models import build_model
-from lpc_engine.session import open_session
-from lpc_engine.store import RunStore, load_checkpoint, read_events
+from lpc_engine.training.execution import flush_denormals, prepare_forward
+from lpc_engine.model.network import build_model
+from lpc_engine.training.session import open_session
+from lpc_engine.runs.store import RunStore, load_checkpoint, read_events
 
 
 def synthetic(**flags) -> RunConfig:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lpc_engine.errors import ConfigError
-from lpc_engine.losses import (
+from lpc_engine.model.losses import (
     ARCFACE_MARGIN,
     COSFACE_MARGIN,
     MARGIN_SCALE,

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from lpc_engine.backbones import BACKBONES, build_backbone
+from lpc_engine.model.backbones import BACKBONES, build_backbone
 from lpc_engine.errors import ConfigError
-from lpc_engine.models import HEADS, CosineClassifier, LpcModel, ModelOutput, build_model
+from lpc_engine.model.network import HEADS, CosineClassifier, LpcModel, ModelOutput, build_model
 
 NUM_CLASSES = 10
 LATENT_DIM = 16

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from lpc_engine.backbones import BACKBONES
+from lpc_engine.model.backbones import BACKBONES
 from lpc_engine.config import from_flat, leaf_fields, validate
-from lpc_engine.data import DATASETS
+from lpc_engine.data.datasets import DATASETS
 from lpc_engine.errors import ConfigError
-from lpc_engine.models import HEADS
+from lpc_engine.model.network import HEADS
 from lpc_engine.presets import (
     DATASET_PROFILES,
     PRESETS,

@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import lpc_engine.durable as durable_module
-import lpc_engine.epoch as epoch_module
-import lpc_engine.store as store_module
+import lpc_engine.runs.durable as durable_module
+import lpc_engine.training.epoch as epoch_module
+import lpc_engine.runs.store as store_module
 from lpc_engine import Alert, CheckpointSaved, EpochEnd, RunFinished, build_config, train
 from lpc_engine.errors import CheckpointError, CorruptCheckpoint, StorageError
-from lpc_engine.session import open_session
-from lpc_engine.store import RunStore, checksum_path, load_checkpoint, read_events
+from lpc_engine.training.session import open_session
+from lpc_engine.runs.store import RunStore, checksum_path, load_checkpoint, read_events
 
 STEPS = 4
 

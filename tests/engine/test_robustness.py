@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lpc_engine.data import load_data
+from lpc_engine.data.datasets import load_data
 from lpc_engine.errors import UsageError
-from lpc_engine.models import ModelOutput, build_model
+from lpc_engine.model.network import ModelOutput, build_model
 from lpc_engine.robustness import (DeepFoolResult, deepfool, deepfool_single, lipschitz_estimate,
                                    robustness_table)
 

@@ -12,7 +12,7 @@ import pytest
 
 from lpc_engine import (BackgroundRun, CheckpointSaved, EpochEnd, RunFailed, RunFinished,
                         build_config, train)
-from lpc_engine.store import RunStore, load_checkpoint, read_events
+from lpc_engine.runs.store import RunStore, load_checkpoint, read_events
 
 TIMEOUT = 60.0  # generous: the machine may be shared
 
@@ -188,7 +188,7 @@ def test_cpu_threads_are_set_for_the_run_and_leave_a_core_to_the_ui() -> None:
 
     import torch
 
-    from lpc_engine.runner import threads_beside_ui
+    from lpc_engine.training.runner import threads_beside_ui
     seen = []
 
     def fake_train(cfg, control, **kwargs):

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from lpc_engine.config import GammaConfig, OptimConfig
-from lpc_engine.schedules import epoch_reaching_max, gamma_at, lr_at, ramp_progress
+from lpc_engine.training.schedules import epoch_reaching_max, gamma_at, lr_at, ramp_progress
 
 PAPER_EPOCHS = 800
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import lpc_engine.store as store_module
+import lpc_engine.runs.store as store_module
 from lpc_engine import UsageError, build_config, train
 from lpc_engine.errors import CheckpointError
-from lpc_engine.store import (RunStore, atomic_write, json_safe, list_runs, load_checkpoint,
+from lpc_engine.runs.store import (RunStore, atomic_write, json_safe, list_runs, load_checkpoint,
                               read_events, run_path)
 
 

@@ -19,12 +19,12 @@ import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-import lpc_engine.data as data_module
+import lpc_engine.data.datasets as data_module
 from lpc_engine import (PRESETS, CheckpointSaved, Control, EpochEnd, RunFinished, RunStarted,
                         UsageError, build_config, load_run, train)
-from lpc_engine.backbones import BACKBONES
-from lpc_engine.schedules import lr_at
-from lpc_engine.store import RunStore, load_checkpoint, read_events
+from lpc_engine.model.backbones import BACKBONES
+from lpc_engine.training.schedules import lr_at
+from lpc_engine.runs.store import RunStore, load_checkpoint, read_events
 
 STEPS = 8  # synthetic: 256 training samples in batches of 32
 EPOCHS = 6
@@ -236,7 +236,7 @@ def _stop_at_epoch_end(run_dir: Path, monkeypatch) -> list:
 
 def _hook_steps(monkeypatch, on_step) -> None:
     """Call on_step(n) in the n-th training step of this session (1-based)."""
-    import lpc_engine.epoch as epoch_module
+    import lpc_engine.training.epoch as epoch_module
     real = epoch_module.compute_loss
     count = [0]
 
@@ -442,7 +442,7 @@ def test_merge_pause_policy_sets_the_pause_signal() -> None:
 def test_non_finite_loss_ends_the_run_as_diverged(tmp_path: Path, monkeypatch) -> None:
     """A NaN loss in epoch 2 (forced): an error alert, RunFailed 'diverged'
     after the last good epoch, a summary, and no checkpoint of NaN weights."""
-    import lpc_engine.epoch as epoch_module
+    import lpc_engine.training.epoch as epoch_module
     real = epoch_module.compute_loss
 
     def poisoned(out, y, obj, share=None):

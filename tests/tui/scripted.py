@@ -19,7 +19,7 @@ from lpc_engine import build_config
 from lpc_engine.config import to_dict
 from lpc_engine.events import (Alert, CheckpointSaved, EpochEnd, Event, LatentSample, MetricsComputed,
                                RobustnessComputed, RunFinished, RunStarted)
-from lpc_engine.store import RunStore
+from lpc_engine.runs.store import RunStore
 
 D, CLASSES = 8, 4
 

@@ -140,6 +140,6 @@ def test_tui_bad_options_exit_2_with_one_line(capsys, argv, message) -> None:
 
 def test_lpc_tui_subcommand_runs_the_same_command_line(capfd) -> None:
     """`lpc tui` hands its arguments to `lpc-tui` in a child process."""
-    from lpc_engine.cli import main as lpc_main
+    from lpc_engine.cli.app import main as lpc_main
     assert lpc_main(["tui", "--dataset", "nope"]) == 2
     assert "lpc-tui: error: dataset: unknown 'nope'" in capfd.readouterr().err

@@ -1,0 +1,230 @@
+"""`lpc`: the headless command line (Typer).
+
+Exit codes (DESIGN.md): 0 success, 1 the run failed (diverged, or the runs
+directory stopped taking writes in mid-run: one line on stderr, the last
+checkpoint intact) or was stopped before its last epoch, 2 bad usage or bad
+input (one line on stderr, nothing written). `--json` prints one JSON object
+on stdout and nothing else there; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from collections.abc import Callable
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from lpc_engine.cli.measure import analyze, eval_run
+from lpc_engine.cli.nproc import run_processes
+from lpc_engine.cli.sweep import report, sweep
+from lpc_engine.cli.render import ProgressView, final_event_status, runs_table, summary_table
+from lpc_engine.config_io import build_config, dumps_toml, read_config_file
+from lpc_engine.errors import StorageError, UsageError
+from lpc_engine.runs.reader import list_runs
+from lpc_engine.runs.store import json_safe, run_path
+from lpc_engine.config import RunConfig, to_flat
+from lpc_engine.parallel.distributed import World
+from lpc_engine.config import RESUMABLE_CHANGES
+from lpc_engine.training.headless import last_of, train_headless
+from lpc_engine.training.train import resume_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=False,
+                  help="LPC Studio: train and measure latent point collapse.")
+
+DEFAULT_RUNS_DIR = os.environ.get("LPC_RUNS_DIR", "runs")
+RunsDir = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help="Folder holding the runs (env LPC_RUNS_DIR).")
+
+
+@app.command()
+def run(
+    preset: Optional[str] = typer.Option(None, help="Architecture of Table III (lpc, lpc-wide, ..., nopen)."),
+    dataset: Optional[str] = typer.Option(None, help="digits, synthetic, cifar10, cifar100, mnist, fashion-mnist, npz."),
+    backbone: Optional[str] = typer.Option(None, help="mlp, cnn, resnet18, resnet34, resnet50."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs."),
+    seed: Optional[int] = typer.Option(None, help="Seed of weights, shuffling and augmentation."),
+    lr: Optional[float] = typer.Option(None, help="AdamW learning rate."),
+    batch_size: Optional[int] = typer.Option(None, help="Samples per step."),
+    latent_dim: Optional[int] = typer.Option(None, help="Penultimate width (0 = the preset's)."),
+    gamma_init: Optional[float] = typer.Option(None, help="Gamma at epoch 1."),
+    gamma_factor: Optional[float] = typer.Option(None, help="Gamma growth factor per epoch."),
+    gamma_max: Optional[float] = typer.Option(None, help="Gamma cap."),
+    metrics_every: Optional[int] = typer.Option(None, help="Epochs between collapse metrics (0 = at the end)."),
+    robustness_samples: Optional[int] = typer.Option(None, help="Test inputs for DeepFool at the end (0 = skip)."),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Epochs between checkpoints."),
+    checkpoint_minutes: Optional[float] = typer.Option(
+        None, help="Minutes of training between checkpoints, in mid-epoch too (0 = off)."),
+    data_dir: Optional[str] = typer.Option(None, help="Dataset folder (torchvision) or .npz file."),
+    download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Download the dataset."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
+    precision: Optional[str] = typer.Option(None, help="fp32, or bf16 autocast of the forward pass."),
+    compile_model: Optional[bool] = typer.Option(None, "--compile/--no-compile",
+                                                 help="torch.compile the model (first steps compile)."),
+    runs_dir: str = RunsDir,
+    name: Optional[str] = typer.Option(None, help="Run name (default: preset-dataset-seed-time)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run NAME from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run NAME."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML (or JSON) file of config fields."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help=(
+        "Processes training this run together (DistributedDataParallel): one per GPU, "
+        "or CPU processes sharing the cores.")),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config as TOML and exit."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Train one run headless; with no options, LPC on digits in well under a minute."""
+    flags = dict(preset=preset, dataset=dataset, backbone=backbone, epochs=epochs, seed=seed, lr=lr,
+                 batch_size=batch_size, latent_dim=latent_dim, gamma_init=gamma_init,
+                 gamma_factor=gamma_factor, gamma_max=gamma_max, metrics_every=metrics_every,
+                 robustness_samples=robustness_samples, checkpoint_every=checkpoint_every,
+                 checkpoint_minutes=checkpoint_minutes,
+                 data_dir=data_dir, download=download, device=device, precision=precision,
+                 compile=compile_model)
+    if resume and overwrite:
+        raise UsageError("--resume continues a run and --overwrite replaces it: give one of them")
+    world = World.current()
+    if resume:
+        run_dir, cfg = _resume_target(runs_dir, name, flags, config)
+    else:
+        cfg = build_config(read_config_file(config) if config else None, flags)
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=_absolute(cfg.data.data_dir)))
+        name = name or f"{cfg.model.preset}-{cfg.data.dataset}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = run_path(runs_dir, world.same_text(name))  # under torchrun: rank 0's clock
+    if dry_run:
+        sys.stdout.write(dumps_toml(cfg))
+        return
+    if nproc > 1:
+        if world.size > 1:
+            raise UsageError("--nproc: this is already one of several processes (torchrun); "
+                             "give the number of processes to torchrun only")
+        raise typer.Exit(run_processes(nproc, cfg, run_dir, resume, overwrite, as_json))
+    code = train_and_report(cfg, run_dir, resume, overwrite, as_json)
+    if code:
+        raise typer.Exit(code)
+
+
+def train_and_report(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool, as_json: bool) -> int:
+    """Train in this process with progress on stderr, then the summary on
+    stdout (rank 0 only, on several processes); the exit code."""
+    world = World.current()
+    stderr = Console(stderr=True, quiet=not world.is_main)
+    events = train_headless(cfg, run_dir, resume, overwrite, notify=stderr.print)
+    with ProgressView(stderr) as view:
+        last = last_of(events, view.show)
+    if not world.is_main:  # one of several processes: it did its part; rank 0 reports the run
+        return 0
+    summary = getattr(last, "summary", {})
+    if as_json:
+        sys.stdout.write(json.dumps(json_safe({**summary, "run_dir": str(run_dir)})) + "\n")
+    else:
+        Console().print(summary_table(summary, str(run_dir)))
+    return 0 if final_event_status(last) == "finished" else 1
+
+
+def _resume_target(runs_dir: str, name: str | None, flags: dict,
+                   config: Path | None) -> tuple[Path, RunConfig]:
+    """The run to resume and its saved config; only the RESUMABLE_CHANGES
+    flags (--epochs, --device, --precision, --compile) may change."""
+    may_change = ", ".join(_flag(k) for k in RESUMABLE_CHANGES)
+    if not name:
+        raise UsageError("resume: give --name of the run to resume")
+    if config is not None:
+        raise UsageError(f"resume: --config cannot change a saved run (only {may_change})")
+    run_dir = run_path(runs_dir, name)
+    cfg = resume_config(run_dir, **{k: flags.get(k) for k in RESUMABLE_CHANGES})
+    saved = {k: v for k, v in to_flat(cfg).items()}
+    changed = sorted(k for k, v in flags.items() if v is not None and k not in RESUMABLE_CHANGES
+                     and _normal(k, v) != saved[k])
+    if changed:
+        what = ", ".join(f"{_flag(k)} (saved: {saved[k]})" for k in changed)
+        raise UsageError(f"resume: {what} differs from the saved run; only {may_change} may change")
+    return run_dir, cfg
+
+
+def _flag(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def _normal(field_name: str, value: object) -> object:
+    """A flag's value as the resolved config stores it."""
+    if field_name == "preset" and isinstance(value, str):
+        return value.lower()
+    if field_name == "data_dir" and isinstance(value, str):
+        return _absolute(value)
+    return value
+
+
+def _absolute(path: str) -> str:
+    """Runs are resumed and loaded from anywhere: keep absolute data paths."""
+    try:
+        return str(Path(path).expanduser().resolve()) if path else path
+    except (OSError, RuntimeError, ValueError) as exc:  # a loop of links, an unknown ~user
+        raise UsageError(f"data_dir: cannot resolve {path!r}: {exc}") from None
+
+
+app.command("analyze")(analyze)
+app.command("eval")(eval_run)
+app.command("sweep")(sweep)
+app.command("report")(report)
+
+
+@app.command("runs")
+def runs_cmd(runs_dir: str = RunsDir,
+             as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON.")) -> None:
+    """List the runs in a runs directory, newest first."""
+    runs = list_runs(runs_dir)
+    if as_json:
+        sys.stdout.write(json.dumps(json_safe({"runs_dir": runs_dir, "runs": runs})) + "\n")
+    elif not runs:
+        Console(stderr=True).print(f"no runs in {runs_dir}")
+    else:
+        console = Console()
+        console.print(runs_table(runs, console))
+
+
+@app.command("tui", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             add_help_option=False)
+def tui_cmd(ctx: typer.Context) -> None:
+    """The terminal UI, `lpc-tui` (same options; see lpc tui --help)."""
+    # A child process, not an import: the engine never imports the UI.
+    code = subprocess.call([sys.executable, "-m", "lpc_tui", *ctx.args])
+    if code:
+        raise typer.Exit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: every usage error becomes one line on stderr and exit 2."""
+    return guarded(lambda: app(args=argv, prog_name="lpc", standalone_mode=False))
+
+
+def guarded(command: Callable[[], object]) -> int:
+    """Run `command`; its exit code, with the errors of DESIGN.md's contract
+    as one line on stderr: 2 for bad usage, 1 for a store that stopped
+    taking writes, 130 when interrupted."""
+    try:
+        code = command()
+    except UsageError as exc:
+        return _fail(str(exc), 2)
+    except StorageError as exc:  # in mid-run: what is on disk is consistent; --resume goes on
+        return _fail(f"{exc}; the run stopped (resume it with --resume once fixed)", 1)
+    except typer.TyperException as exc:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        return _fail(f"{message} (see lpc --help)", getattr(exc, "exit_code", 2))
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    return code if isinstance(code, int) else 0
+
+
+def _fail(message: str, code: int) -> int:
+    sys.stderr.write("lpc: error: " + " ".join(message.split()) + "\n")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

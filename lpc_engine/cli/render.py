@@ -1,0 +1,119 @@
+"""What `lpc` shows on a terminal: a progress bar fed by events, and tables."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from lpc_engine.events import Alert, EpochEnd, Event, RunFailed, RunFinished, RunStarted
+
+
+def _fmt(value: Any, spec: str = ".4g") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return format(value, spec) if isinstance(value, (int, float)) else str(value)
+
+
+class ProgressView:
+    """A rich progress bar on stderr, advanced by each EpochEnd."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress = Progress(
+            TextColumn("epoch"), MofNCompleteColumn(), BarColumn(),
+            TextColumn("{task.fields[stats]}"), TimeRemainingColumn(),
+            console=console, transient=False,
+        )
+        self.task = None
+
+    def __enter__(self) -> ProgressView:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def show(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            done = event.start_epoch - 1
+            self.task = self.progress.add_task("train", total=event.epochs, completed=done, stats="")
+            where = f" -> {event.run_dir}" if event.run_dir else ""
+            on = event.device if event.processes == 1 else f"{event.processes} processes ({event.device})"
+            self.console.print(f"training on {on}, {event.num_params:,} parameters, "
+                               f"{event.num_train} train / {event.num_test} test samples{where}")
+        elif isinstance(event, EpochEnd) and self.task is not None:
+            stats = (f"loss {event.loss:.3f}  acc {event.train_acc:.3f}/{_fmt(event.test_acc, '.3f')}"
+                     f"  gamma {event.gamma:.3g}  |z| {event.latent_norm_mean:.3g}")
+            self.progress.update(self.task, completed=event.epoch, stats=stats)
+        elif isinstance(event, Alert):
+            self.console.print(f"[yellow]alert[/] epoch {event.epoch}: {event.message}")
+
+
+_SUMMARY_ROWS = (
+    ("status", "status", "s"), ("epochs", "epochs_done", "d"), ("test accuracy", "test_acc", ".4f"),
+    ("best test accuracy", "best_test_acc", ".4f"), ("train accuracy", "train_acc", ".4f"),
+    ("loss", "loss", ".4g"), ("cross-entropy", "ce", ".4g"), ("penalty", "penalty", ".4g"),
+    ("gamma", "gamma", ".4g"), ("latent norm mean", "latent_norm_mean", ".4g"),
+    ("latent norm CoV", "latent_norm_cov", ".4g"), ("seconds", "seconds", ".1f"),
+)
+
+
+_MEASURED_ROWS = (
+    ("separation ratio R", "separation_ratio", ".4g"),
+    ("tr(Sigma_W) / tr(Sigma_T)", "sigma_w_trace_ratio", ".3g"),
+    ("GMM peak distance, min node", "gmm_peak_distance_min", ".3g"),
+    ("distinct class codes", "codebook_distinct", ".0f"),
+    ("robustness ||r||/||x||", "robustness_mean", ".4g"),
+)
+
+
+def summary_table(summary: dict[str, Any], run_dir: str) -> Table:
+    title = f"{summary['preset']} on {summary['dataset']} ({summary['backbone']}, seed {summary['seed']})"
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for label, key, spec in _SUMMARY_ROWS:
+        table.add_row(label, _fmt(summary.get(key), spec))
+    measured = {**summary.get("metrics", {}), **summary.get("robustness", {})}
+    for label, key, spec in _MEASURED_ROWS:
+        if key in measured:
+            table.add_row(label, _fmt(measured[key], spec))
+    if run_dir:
+        table.add_row("run", run_dir)
+    return table
+
+
+def runs_table(runs: list[dict[str, Any]], console: Console | None = None) -> Table:
+    """The runs, one a row; R (Table I) and ‖r‖/‖x‖ (Table II) where they fit
+    beside whole names on `console` (at 80 columns, default names leave no room)."""
+    table = _runs_table(runs, metrics=True)
+    unbounded = console.options.update_width(10_000) if console is not None else None
+    if console is not None and console.measure(table, options=unbounded).maximum > console.width:
+        table = _runs_table(runs, metrics=False)
+    return table
+
+
+def _runs_table(runs: list[dict[str, Any]], metrics: bool) -> Table:
+    table = Table(title=None, box=None, pad_edge=False)  # no rules: 80 columns hold a default name
+    columns = [("name", "left"), ("preset", "left"), ("dataset", "left"), ("epochs", "right"),
+               ("status", "left"), ("test acc", "right")]
+    for col, justify in columns + ([("R", "right"), ("‖r‖/‖x‖", "right")] if metrics else []):
+        # The name is what --name and --resume take: whole, folded only if wider than the screen.
+        table.add_column(col, justify=justify, no_wrap=True,
+                         overflow="fold" if col == "name" else "ellipsis")
+    for r in runs:
+        row = [r["name"], r["preset"], r["dataset"], f"{r['epochs_done']}/{r['epochs']}",
+               r["status"], _fmt(r["test_acc"], ".3f")]
+        metric_cells = [_fmt(r.get("separation_ratio"), ".3g"), _fmt(r.get("robustness_mean"), ".3g")]
+        table.add_row(*row, *(metric_cells if metrics else []))
+    return table
+
+
+def final_event_status(event: Event | None) -> str:
+    if isinstance(event, (RunFinished, RunFailed)):
+        return event.status
+    return "error"

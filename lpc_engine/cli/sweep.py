@@ -1,0 +1,127 @@
+"""`lpc sweep` and `lpc report`: run the paper's ablation grid and read it
+as the paper's tables (registered on the `lpc` app in cli.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from lpc_engine.config_io import read_config_file
+from lpc_engine.errors import UsageError
+from lpc_engine.study.report import collect, correlation, curves, table_rows
+from lpc_engine.study.report_render import (curve_charts, curves_csv, report_csv, report_json, report_markdown,
+                            scatter_chart)
+from lpc_engine.runs.store import atomic_write, json_safe, run_path
+from lpc_engine.study.sweep import expand_presets, grid, parse_list, parse_set, point_state
+from lpc_engine.cli.sweep_exec import Job, run_jobs
+from lpc_engine.cli.sweep_submitit import ClusterOptions, run_submitit
+
+
+def sweep(
+    presets: str = typer.Option("lpc", help="Comma-separated presets, or 'all' for the 11 of Table III."),
+    seeds: str = typer.Option("0", help="Comma-separated seeds."),
+    lrs: Optional[str] = typer.Option(None, help="Comma-separated learning rates (default: the dataset's)."),
+    set_: list[str] = typer.Option([], "--set", help="Any config field over values: field=v1,v2 (repeatable)."),
+    dataset: Optional[str] = typer.Option(None, help="The one dataset of the sweep."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs of every run."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML (or JSON) file of base config fields."),
+    runs_dir: str = typer.Option("runs", "--runs-dir", help="Folder holding the sweep folder."),
+    name: Optional[str] = typer.Option(None, help="Sweep folder name (default: sweep-DATASET)."),
+    jobs: int = typer.Option(1, "--jobs", min=1, max=256, help="Runs at a time, as separate processes."),
+    executor: str = typer.Option("auto", help="auto (this machine, --jobs at a time), or through "
+                                 "submitit: local, slurm (pip install 'lpc-studio[cluster]')."),
+    partition: Optional[str] = typer.Option(None, help="slurm: the partition."),
+    gpus: int = typer.Option(1, min=0, max=64, help="slurm: GPUs per run."),
+    cpus: int = typer.Option(4, min=1, max=512, help="slurm: CPUs per run."),
+    time_limit: int = typer.Option(24 * 60, min=1, help="slurm/local: minutes per run; rerun the sweep "
+                                   "to resume runs that hit it."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the grid and what would run, then exit."),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as one JSON object."),
+) -> None:
+    """Run a grid of presets x seeds x learning rates (x --set fields); rerun to finish what is missing."""
+    axes: dict[str, list] = {"preset": expand_presets(presets)}
+    if lrs is not None:
+        axes["lr"] = parse_list(lrs, "lr")
+    axes["seed"] = parse_list(seeds, "seed")
+    flags = {k: v for k, v in dict(dataset=dataset, epochs=epochs, device=device).items() if v is not None}
+    for spec in set_:
+        field_name, values = parse_set(spec)
+        if field_name in axes or field_name in flags:
+            raise UsageError(f"--set {field_name}: already given by its own option")
+        if len(values) > 1:
+            axes[field_name] = values
+        else:  # one value: the same for every run, so not part of the run names
+            flags[field_name] = values[0]
+    if flags.get("data_dir"):  # runs resume from anywhere: keep data paths absolute
+        flags["data_dir"] = str(Path(flags["data_dir"]).expanduser().resolve())
+    points = grid(axes, read_config_file(config) if config else None, flags)
+    sweep_dir = run_path(runs_dir, name or f"sweep-{points[0].cfg.data.dataset}")
+    todo = [Job(p, point_state(sweep_dir, p)) for p in points]
+    for job in todo:
+        job.status = "done" if job.state == "done" else "pending"
+        job.epoch = job.point.cfg.epochs if job.state == "done" else 0
+    stderr = Console(stderr=True)
+    if dry_run:
+        for job in todo:
+            sys.stdout.write(f"{job.point.name}\t{job.state}\n")
+        return
+    if executor not in ("auto", "local", "slurm"):
+        raise UsageError(f"--executor: expected auto, local or slurm, got {executor!r}")
+    _create(sweep_dir)
+    if executor == "auto":
+        run_jobs(sweep_dir, todo, jobs, stderr)
+    else:
+        run_submitit(sweep_dir, todo, ClusterOptions(executor, partition, gpus, cpus, time_limit), stderr)
+    failed = [j.point.name for j in todo if j.status == "failed"]
+    if as_json:
+        sys.stdout.write(json.dumps({"sweep_dir": str(sweep_dir), "runs": len(todo),
+                                     "ran": sum(j.state != "done" for j in todo), "failed": failed}) + "\n")
+    if failed:
+        stderr.print(f"{len(failed)} run(s) failed; logs in {sweep_dir / '.logs'}; rerun the sweep to retry")
+        raise typer.Exit(1)
+
+
+def _create(sweep_dir: Path) -> None:
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"runs dir: cannot create {sweep_dir}: {exc.strerror}") from None
+
+
+def report(
+    runs_dir: Path = typer.Argument(..., help="A sweep folder (or any folder of runs)."),
+    fmt: str = typer.Option("md", "--format", help="md, csv or json."),
+    best_lr: bool = typer.Option(False, "--best-lr", help="Per architecture, keep the learning rate "
+                                 "with the best mean final test accuracy (as the paper does)."),
+    plots: Optional[bool] = typer.Option(None, "--plots/--no-plots", help="Fig. 3 and Figs. 4-5 as "
+                                         "terminal charts after the tables (default: with md)."),
+    curves_file: Optional[Path] = typer.Option(None, "--curves-csv", help="Write the curves over epochs here."),
+) -> None:
+    """The paper's Tables I, II and IV (mean ± std over seeds), Fig. 3's correlation, Figs. 4-5's curves."""
+    if fmt not in ("md", "csv", "json"):
+        raise UsageError(f"--format: expected md, csv or json, got {fmt!r}")
+    if not runs_dir.is_dir():
+        raise UsageError(f"report: {runs_dir} is not a folder")
+    results, skipped = collect(runs_dir)
+    if not results:
+        inner = sorted(d.name for d in runs_dir.iterdir() if d.is_dir() and collect(d)[0])
+        hint = f"; sweeps inside: {', '.join(inner)}" if inner else ""
+        raise UsageError(f"report: no finished runs in {runs_dir}{hint}")
+    rows = table_rows(results, best_lr=best_lr)
+    corr, series = correlation(results), curves(results, rows)
+    if curves_file is not None:
+        atomic_write(curves_file, curves_csv(series).encode())
+    if fmt == "json":
+        extra = {"runs_dir": str(runs_dir), "best_lr": best_lr, "skipped": skipped,
+                 "correlation": corr, "curves": series}
+        sys.stdout.write(json.dumps(json_safe(report_json(rows, extra))) + "\n")
+        return
+    sys.stdout.write(report_csv(rows) if fmt == "csv" else report_markdown(rows, corr, skipped))
+    if plots or (plots is None and fmt == "md"):
+        sys.stdout.write("\n" + scatter_chart(corr) + "\n" + curve_charts(series))
