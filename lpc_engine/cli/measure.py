@@ -16,60 +16,24 @@ from rich.console import Console
 from rich.table import Table
 
 from lpc_engine.errors import UsageError
+from lpc_engine.metrics.columns import COLUMNS, GROUPS, fmt
 from lpc_engine.runs.load import load_run
 from lpc_engine.training.measure import collapse_metrics, robustness
 from lpc_engine.runs.store import json_safe
 
-# What each metric is, in the order the paper reports them.
-METRIC_GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    ("Table I: collapse", (
-        ("separation_ratio", "class separation ratio R (eq. 8)"),
-        ("sigma_w", "within-class covariance, mean entry (eq. 7)"),
-        ("sigma_w_trace_ratio", "tr(Sigma_W) / tr(Sigma_total)"),
-        ("norm_mean", "mean latent norm"),
-        ("norm_cov", "CoV of the latent norm"),
-        ("entropy_per_dim", "Kozachenko-Leonenko entropy / d (k=20)"),
-        ("entropy_per_dim_standardized", "the same on standardised latents"))),
-    ("Appendix E: neural collapse", (
-        ("nc1", "NC1 Tr(Sigma_W Sigma_B^+)/K"), ("nc1_per_dim", "NC1 / d (Fig. 5)"),
-        ("equinorm", "NC2 equinorm"), ("equiangularity", "NC2 equiangularity"),
-        ("max_angle", "NC2 max-angle"), ("self_duality", "NC3 self-duality"),
-        ("ncc_mismatch", "NC4 nearest-centre mismatch"))),
-    ("Table IV: binarity", (
-        ("gmm_score_mean", "GMM log-likelihood score, mean over nodes"),
-        ("gmm_score_min", "GMM score, worst node"),
-        ("gmm_std_mean", "GMM mean sigma (eq. D2)"),
-        ("gmm_peak_distance_mean", "peak distance, mean (eq. D3)"),
-        ("gmm_peak_distance_min", "peak distance, worst node"),
-        ("abs_cov", "CoV of |z|"),
-        ("codebook_distinct", "distinct class codes (hypercube vertices)"))),
-    ("Table II: robustness", (
-        ("robustness_mean", "DeepFool ||r||/||x||, mean"),
-        ("robustness_median", "DeepFool ||r||/||x||, median"),
-        ("robustness_correct_mean", "mean over correctly classified inputs"),
-        ("deepfool_converged", "fraction of attacks that flipped the label"),
-        ("test_acc", "test accuracy"), ("train_acc", "clean training accuracy"))),
-)
-
-
 def metrics_table(values: dict[str, Any], title: str) -> Table:
+    """Every metric in `values`, grouped as the paper reports them (metrics/columns.py)."""
     table = Table(title=title, title_justify="left")
     for col, justify in (("metric", "left"), ("value", "right"), ("meaning", "left")):
         table.add_column(col, justify=justify)
-    for group, rows in METRIC_GROUPS:
-        present = [(k, m) for k, m in rows if k in values]
+    for group in GROUPS:
+        present = [c for c in COLUMNS if c.group == group and c.key in values]
         if present:
             table.add_section()
             table.add_row(f"[bold]{group}[/]", "", "")
-            for key, meaning in present:
-                table.add_row(key, _fmt(values[key]), meaning)
+            for c in present:
+                table.add_row(c.key, fmt(values[c.key], c.spec), c.meaning)
     return table
-
-
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "-"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def read_latents(path: Path) -> dict[str, np.ndarray]:

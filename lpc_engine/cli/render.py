@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from lpc_engine.metrics.columns import columns, fmt
 from lpc_engine.events import Alert, EpochEnd, Event, RunFailed, RunFinished, RunStarted
-
-
-def _fmt(value: Any, spec: str = ".4g") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    return format(value, spec) if isinstance(value, (int, float)) else str(value)
 
 
 class ProgressView:
@@ -46,7 +40,7 @@ class ProgressView:
             self.console.print(f"training on {on}, {event.num_params:,} parameters, "
                                f"{event.num_train} train / {event.num_test} test samples{where}")
         elif isinstance(event, EpochEnd) and self.task is not None:
-            stats = (f"loss {event.loss:.3f}  acc {event.train_acc:.3f}/{_fmt(event.test_acc, '.3f')}"
+            stats = (f"loss {event.loss:.3f}  acc {event.train_acc:.3f}/{fmt(event.test_acc, '.3f')}"
                      f"  gamma {event.gamma:.3g}  |z| {event.latent_norm_mean:.3g}")
             self.progress.update(self.task, completed=event.epoch, stats=stats)
         elif isinstance(event, Alert):
@@ -62,13 +56,8 @@ _SUMMARY_ROWS = (
 )
 
 
-_MEASURED_ROWS = (
-    ("separation ratio R", "separation_ratio", ".4g"),
-    ("tr(Sigma_W) / tr(Sigma_T)", "sigma_w_trace_ratio", ".3g"),
-    ("GMM peak distance, min node", "gmm_peak_distance_min", ".3g"),
-    ("distinct class codes", "codebook_distinct", ".0f"),
-    ("robustness ||r||/||x||", "robustness_mean", ".4g"),
-)
+_MEASURED = columns("separation_ratio", "sigma_w_trace_ratio", "gmm_peak_distance_min",
+                    "codebook_distinct", "robustness_mean")
 
 
 def summary_table(summary: dict[str, Any], run_dir: str) -> Table:
@@ -77,11 +66,11 @@ def summary_table(summary: dict[str, Any], run_dir: str) -> Table:
     table.add_column("what")
     table.add_column("value", justify="right")
     for label, key, spec in _SUMMARY_ROWS:
-        table.add_row(label, _fmt(summary.get(key), spec))
+        table.add_row(label, fmt(summary.get(key), spec))
     measured = {**summary.get("metrics", {}), **summary.get("robustness", {})}
-    for label, key, spec in _MEASURED_ROWS:
-        if key in measured:
-            table.add_row(label, _fmt(measured[key], spec))
+    for c in _MEASURED:
+        if c.key in measured:
+            table.add_row(c.meaning, fmt(measured[c.key], c.spec))
     if run_dir:
         table.add_row("run", run_dir)
     return table
@@ -107,8 +96,8 @@ def _runs_table(runs: list[dict[str, Any]], metrics: bool) -> Table:
                          overflow="fold" if col == "name" else "ellipsis")
     for r in runs:
         row = [r["name"], r["preset"], r["dataset"], f"{r['epochs_done']}/{r['epochs']}",
-               r["status"], _fmt(r["test_acc"], ".3f")]
-        metric_cells = [_fmt(r.get("separation_ratio"), ".3g"), _fmt(r.get("robustness_mean"), ".3g")]
+               r["status"], fmt(r["test_acc"], ".3f")]
+        metric_cells = [fmt(r.get("separation_ratio"), ".3g"), fmt(r.get("robustness_mean"), ".3g")]
         table.add_row(*row, *(metric_cells if metrics else []))
     return table
 

@@ -11,17 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lpc_engine.config import REDUCTIONS
 from lpc_engine.errors import ConfigError
 
-# Appendix C: margins and scale are ramped linearly over training (start, end).
-ARCFACE_MARGIN: tuple[float, float] = (0.1, 0.5)
-COSFACE_MARGIN: tuple[float, float] = (0.05, 0.25)
-MARGIN_SCALE: tuple[float, float] = (16.0, 64.0)
 # Appendix C: "set to a low value 0.05 to increase margins in latent space".
+# The margins and scales of appendix C are the config's (LossConfig).
 SUPCON_TEMPERATURE: float = 0.05
 
 MARGIN_KINDS: tuple[str, ...] = ("arcface", "cosface")
-PENALTY_REDUCTIONS: tuple[str, ...] = ("sum", "mean")
 
 # Keeps acos away from +-1, where its derivative -1/sqrt(1 - x^2) is infinite.
 _COS_EPS = 1e-7
@@ -38,9 +35,9 @@ def latent_penalty(z: Tensor, gamma: float, reduction: str = "sum") -> Tensor:
     >>> latent_penalty(torch.tensor([[3.0, 4.0]]), gamma=2.0)
     tensor(50.)
     """
-    if reduction not in PENALTY_REDUCTIONS:
+    if reduction not in REDUCTIONS:
         raise ConfigError(
-            f"unknown penalty reduction {reduction!r}; allowed: {', '.join(PENALTY_REDUCTIONS)}"
+            f"unknown penalty reduction {reduction!r}; allowed: {', '.join(REDUCTIONS)}"
         )
     squared = z.flatten(1).pow(2)
     per_sample = squared.sum(dim=1) if reduction == "sum" else squared.mean(dim=1)
@@ -141,7 +138,7 @@ def ramp(progress: float, start: float, end: float) -> float:
     progress is clamped to [0, 1]. Used for the ArcFace / CosFace margin and
     scale, raised over training (appendix C).
 
-    >>> ramp(0.5, *MARGIN_SCALE)
+    >>> ramp(0.5, 16.0, 64.0)
     40.0
     """
     p = min(max(float(progress), 0.0), 1.0)

@@ -12,15 +12,6 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-# Which table each metric of ours is printed in, and its column in tables.json.
-TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "table1": ("separation_ratio", "sigma_w", "norm_cov", "entropy_per_dim"),
-    "table2": ("robustness_mean", "test_acc_percent"),
-    "table4": ("gmm_score_mean", "gmm_score_min", "gmm_peak_distance_mean",
-               "gmm_peak_distance_min", "abs_cov"),
-}
-
-
 @lru_cache(maxsize=1)
 def paper_tables() -> dict[str, Any]:
     """The whole tables.json as a dict."""

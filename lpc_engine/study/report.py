@@ -18,18 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lpc_engine.metrics.columns import TABLE_TITLES, Column, table_columns
 from lpc_engine.presets import PRESETS
 from lpc_engine.runs.reader import RunReader
 
-# (key in the report, where it is read, the paper's header); "acc" is in percent.
-TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "table1": (("separation_ratio", "R"), ("sigma_w", "Sigma_W"), ("norm_cov", "CoV"),
-               ("entropy_per_dim", "entropy/d")),
-    "table2": (("robustness_mean", "‖r‖/‖x‖"), ("test_acc_percent", "test acc %")),
-    "table4": (("gmm_score_mean", "GMM score"), ("gmm_score_min", "min"),
-               ("gmm_peak_distance_mean", "peak dist."), ("gmm_peak_distance_min", "min"),
-               ("abs_cov", "CoV abs(z)")),
-}
+# The paper's tables and their columns, in its order (metrics/columns.py).
+TABLE_COLUMNS: dict[str, tuple[Column, ...]] = {t: table_columns(t) for t in TABLE_TITLES}
 MIN_OVER_RUNS = frozenset({"gmm_score_min", "gmm_peak_distance_min"})  # Table IV: min, not mean
 CURVE_KEYS = ("nc1", "nc1_per_dim", "gmm_score_mean", "gmm_std_mean", "gmm_peak_distance_mean")
 PAPER_ORDER = tuple(PRESETS)  # Table III's order, which Tables I, II and IV follow

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import re
 from typing import Any
 
 import plotext
 
+from lpc_engine.metrics.columns import TABLE_TITLES, fmt
 from lpc_engine.study.report import CURVE_KEYS, MIN_OVER_RUNS, TABLE_COLUMNS, Row, row_label
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -21,24 +21,13 @@ def _plain(chart: str) -> str:
     return _ANSI.sub("", chart)
 
 
-TITLES = {"table1": "Table I: collapse", "table2": "Table II: robustness",
-          "table4": "Table IV: binarity (min columns: over nodes and runs)"}
-
-
-def fmt(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "-"
-    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
-        return f"{value:.3e}"
-    return f"{value:.4g}"
-
-
 def cell(row: Row, key: str) -> str:
+    """mean ± std over the row's runs (the mean alone for one run, or a minimum)."""
     if key not in row.mean:
         return "-"
     if key in MIN_OVER_RUNS or len(row.runs) == 1:
-        return fmt(row.mean[key])
-    return f"{fmt(row.mean[key])} ± {fmt(row.std[key])}"
+        return fmt(row.mean[key], "wide")
+    return f"{fmt(row.mean[key], 'wide')} ± {fmt(row.std[key], 'wide')}"
 
 
 def report_json(rows: list[Row], extra: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +36,7 @@ def report_json(rows: list[Row], extra: dict[str, Any]) -> dict[str, Any]:
     for table, columns in TABLE_COLUMNS.items():
         tables[table] = [{"architecture": row_label(r, rows), "preset": r.preset, "lr": r.lr,
                           "n": len(r.runs), "runs": list(r.runs),
-                          **{key: {"mean": r.mean.get(key), "std": r.std.get(key)} for key, _ in columns}}
+                          **{c.key: {"mean": r.mean.get(c.key), "std": r.std.get(c.key)} for c in columns}}
                          for r in rows]
     return {**extra, "tables": tables}
 
@@ -55,12 +44,12 @@ def report_json(rows: list[Row], extra: dict[str, Any]) -> dict[str, Any]:
 def report_markdown(rows: list[Row], corr: dict[str, Any], skipped: list[str]) -> str:
     lines = []
     for table, columns in TABLE_COLUMNS.items():
-        lines += [f"### {TITLES[table]}", "",
-                  "| architecture | lr | n | " + " | ".join(h for _, h in columns) + " |",
+        lines += [f"### {TABLE_TITLES[table]}", "",
+                  "| architecture | lr | n | " + " | ".join(c.heading for c in columns) + " |",
                   "|---|---|---|" + "---|" * len(columns)]
         for r in rows:
             lines.append(f"| {row_label(r, rows)} | {r.lr:g} | {len(r.runs)} | "
-                         + " | ".join(cell(r, key) for key, _ in columns) + " |")
+                         + " | ".join(cell(r, c.key) for c in columns) + " |")
         lines.append("")
     r = corr["pearson"]
     lines.append(f"Pearson correlation of R and robustness over {len(corr['points'])} runs (Fig. 3): "
@@ -73,7 +62,7 @@ def report_markdown(rows: list[Row], corr: dict[str, Any], skipped: list[str]) -
 def report_csv(rows: list[Row]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    keys = [key for columns in TABLE_COLUMNS.values() for key, _ in columns]
+    keys = [c.key for columns in TABLE_COLUMNS.values() for c in columns]
     writer.writerow(["architecture", "preset", "lr", "n"] + [f"{k}_{s}" for k in keys for s in ("mean", "std")])
     for r in rows:
         writer.writerow([row_label(r, rows), r.preset, r.lr, len(r.runs)]

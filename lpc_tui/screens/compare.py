@@ -16,7 +16,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from lpc_engine.study.report import TABLE_COLUMNS, collect_dirs, correlation, row_label, table_rows
-from lpc_engine.study.report_render import TITLES, cell
+from lpc_engine.metrics.columns import TABLE_TITLES
+from lpc_engine.study.report_render import cell
 
 
 def compare_report(run_dirs: list[Path]) -> RenderableType:
@@ -27,11 +28,11 @@ def compare_report(run_dirs: list[Path]) -> RenderableType:
     rows = table_rows(results)
     parts: list[RenderableType] = []
     for table_name, columns in TABLE_COLUMNS.items():
-        table = Table(title=TITLES[table_name], title_justify="left", padding=(0, 1))
-        for header in ("architecture", "lr", "n", *(h for _, h in columns)):
+        table = Table(title=TABLE_TITLES[table_name], title_justify="left", padding=(0, 1))
+        for header in ("architecture", "lr", "n", *(c.heading for c in columns)):
             table.add_column(header, justify="left" if header == "architecture" else "right")
         for r in rows:
-            table.add_row(row_label(r, rows), f"{r.lr:g}", str(len(r.runs)), *(cell(r, k) for k, _ in columns))
+            table.add_row(row_label(r, rows), f"{r.lr:g}", str(len(r.runs)), *(cell(r, c.key) for c in columns))
         parts.append(table)
     r = correlation(results)["pearson"]
     parts.append(Text(f"Pearson r(R, robustness) over {len(results)} runs: "

@@ -3,7 +3,6 @@ codebook, and the results beside the paper's CIFAR-10 rows."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from rich.console import Group
@@ -11,40 +10,20 @@ from rich.table import Table
 from rich.text import Text
 
 from lpc_engine.events import LatentSample
+from lpc_engine.metrics.columns import TABLE_TITLES, columns, table_columns
+from lpc_engine.metrics.columns import fmt as format_number
 from lpc_engine.study.paper import paper_value
 
-LIVE_METRICS = (
-    ("separation_ratio", "R"), ("sigma_w", "Σ_W"), ("sigma_w_trace_ratio", "tr Σ_W/tr Σ_T"),
-    ("norm_cov", "CoV ‖z‖"), ("entropy_per_dim", "entropy/d"), ("nc1", "NC1"),
-    ("equinorm", "NC2 equinorm"), ("equiangularity", "NC2 equiangular"),
-    ("self_duality", "NC3 self-duality"), ("ncc_mismatch", "NC4 NCC mismatch"),
-    ("gmm_score_mean", "GMM score"), ("gmm_peak_distance_mean", "peak distance"),
-    ("codebook_distinct", "distinct codes"),
-)
-# (table name, title, [(our key, column in tables.json, header)])
-PAPER_TABLES = (
-    ("table1", "Table I: collapse", [
-        ("separation_ratio", "separation_ratio", "R"), ("sigma_w", "sigma_w", "Σ_W"),
-        ("norm_cov", "norm_cov", "CoV"), ("entropy_per_dim", "entropy_per_dim", "entropy/d")]),
-    ("table2", "Table II: robustness", [
-        ("robustness_mean", "robustness_mean", "‖r‖/‖x‖"), ("test_acc_percent", "test_acc_percent", "test acc %")]),
-    ("table4", "Table IV: binarity", [
-        ("gmm_score_mean", "gmm_score_mean", "score"), ("gmm_score_min", "gmm_score_min", "min"),
-        ("gmm_peak_distance_mean", "gmm_peak_distance_mean", "peak d."),
-        ("gmm_peak_distance_min", "gmm_peak_distance_min", "min"), ("abs_cov", "abs_cov", "CoV|z|")]),
-)
+LIVE_METRICS = columns(
+    "separation_ratio", "sigma_w", "sigma_w_trace_ratio", "norm_cov", "entropy_per_dim", "nc1",
+    "equinorm", "equiangularity", "self_duality", "ncc_mismatch", "gmm_score_mean",
+    "gmm_peak_distance_mean", "codebook_distinct")
 PAPER_ROWS = ("LPC", "NoPen")  # the method and the baseline, for scale
 
 
 def fmt(value: Any) -> str:
     """Compact numbers across the paper's range (1e-13 .. 1e12)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "—"
-    if not math.isfinite(value):
-        return str(value)
-    if isinstance(value, int) or (value == int(value) and abs(value) < 1e6):
-        return f"{int(value)}" if float(value).is_integer() else f"{value:.4g}"
-    return f"{value:.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    return format_number(value, "compact", missing="—")
 
 
 def metrics_table(metrics: dict[str, float], epoch: int) -> Table:
@@ -52,8 +31,8 @@ def metrics_table(metrics: dict[str, float], epoch: int) -> Table:
                   show_header=False, box=None, padding=(0, 1), title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
-    for key, label in LIVE_METRICS:
-        table.add_row(label, fmt(metrics.get(key)))
+    for c in LIVE_METRICS:
+        table.add_row(c.label, fmt(metrics.get(c.key)))
     return table
 
 
@@ -84,15 +63,16 @@ def run_values(summary: dict[str, Any], metrics: dict[str, float],
 def paper_comparison(values: dict[str, Any], label: str = "this run") -> Group:
     """Tables I, II, IV: this run beside the paper's CIFAR-10 LPC and NoPen."""
     tables = []
-    for name, title, columns in PAPER_TABLES:
+    for name, title in TABLE_TITLES.items():
+        columns = table_columns(name)
         table = Table(title=title, title_justify="left", padding=(0, 1))
         table.add_column("")
-        for _, _, header in columns:
-            table.add_column(header, justify="right")
-        table.add_row(label, *(fmt(values.get(key)) for key, _, _ in columns), style="bold")
+        for c in columns:
+            table.add_column(c.heading, justify="right")
+        table.add_row(label, *(fmt(values.get(c.key)) for c in columns), style="bold")
         for arch in PAPER_ROWS:
-            table.add_row(f"paper {arch}", *(fmt(paper_value(name, "CIFAR10", arch, col))
-                                             for _, col, _ in columns), style="dim")
+            table.add_row(f"paper {arch}", *(fmt(paper_value(name, "CIFAR10", arch, c.key))
+                                             for c in columns), style="dim")
         tables.append(table)
     return Group(*tables)
 

@@ -7,11 +7,9 @@ import math
 import pytest
 import torch
 
+from lpc_engine.config import LossConfig
 from lpc_engine.errors import ConfigError
 from lpc_engine.model.losses import (
-    ARCFACE_MARGIN,
-    COSFACE_MARGIN,
-    MARGIN_SCALE,
     SUPCON_TEMPERATURE,
     latent_penalty,
     margin_logits,
@@ -160,7 +158,8 @@ def test_ramp_endpoints_midpoint_and_clamping() -> None:
 
 
 def test_paper_constants() -> None:
-    assert ARCFACE_MARGIN == (0.1, 0.5)
-    assert COSFACE_MARGIN == (0.05, 0.25)
-    assert MARGIN_SCALE == (16.0, 64.0)
-    assert SUPCON_TEMPERATURE == 0.05
+    losses = LossConfig()  # appendix C, ramped start -> end
+    assert losses.arcface_margin == (0.1, 0.5)
+    assert losses.cosface_margin == (0.05, 0.25)
+    assert losses.margin_scale == (16.0, 64.0)
+    assert SUPCON_TEMPERATURE == losses.supcon_temperature == 0.05
