@@ -3,7 +3,7 @@
 The training thread only posts EngineEvent messages (runner.BackgroundRun
 calls `_post` on its thread); everything else happens on the event loop:
 the history is updated per event, and the visible pane redraws from it on a
-10 Hz tick, so a fast run cannot flood the terminal.
+5 Hz tick, so a fast run cannot flood the terminal.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ class LpcApp(App):
 
     # views ------------------------------------------------------------------
     def redraw(self, force: bool = False) -> None:
-        """The 10 Hz tick: the status line, and the monitor when it is shown."""
+        """The 5 Hz tick: the status line, and the monitor when it is shown."""
         paused = self.active and self.job.paused
         text = status_line(self.history, paused)
         if text != self.status_text:  # a fixed-size line: no layout pass needed

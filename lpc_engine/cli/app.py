@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from collections.abc import Callable
 from typing import Optional
@@ -22,14 +20,15 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from lpc_engine.cli.measure import analyze, eval_run
+from lpc_engine.cli.analyze import analyze, eval_run
 from lpc_engine.cli.nproc import run_processes
+from lpc_engine.cli.options import absolute_path, field_help, runs_dir_option
 from lpc_engine.cli.sweep import report, sweep
 from lpc_engine.cli.render import ProgressView, final_event_status, runs_table, summary_table
 from lpc_engine.config_io import build_config, dumps_toml, read_config_file
 from lpc_engine.errors import StorageError, UsageError
 from lpc_engine.runs.reader import list_runs
-from lpc_engine.runs.store import json_safe, run_path
+from lpc_engine.runs.store import default_run_name, json_safe, run_path
 from lpc_engine.config import RunConfig, to_flat
 from lpc_engine.parallel.distributed import World
 from lpc_engine.config import RESUMABLE_CHANGES
@@ -39,34 +38,31 @@ from lpc_engine.training.train import resume_config
 app = typer.Typer(add_completion=False, no_args_is_help=False,
                   help="LPC Studio: train and measure latent point collapse.")
 
-DEFAULT_RUNS_DIR = os.environ.get("LPC_RUNS_DIR", "runs")
-RunsDir = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help="Folder holding the runs (env LPC_RUNS_DIR).")
+RunsDir = runs_dir_option()
 
 
 @app.command()
 def run(
-    preset: Optional[str] = typer.Option(None, help="Architecture of Table III (lpc, lpc-wide, ..., nopen)."),
-    dataset: Optional[str] = typer.Option(None, help="digits, synthetic, cifar10, cifar100, mnist, fashion-mnist, npz."),
-    backbone: Optional[str] = typer.Option(None, help="mlp, cnn, resnet18, resnet34, resnet50."),
-    epochs: Optional[int] = typer.Option(None, help="Training epochs."),
-    seed: Optional[int] = typer.Option(None, help="Seed of weights, shuffling and augmentation."),
-    lr: Optional[float] = typer.Option(None, help="AdamW learning rate."),
-    batch_size: Optional[int] = typer.Option(None, help="Samples per step."),
-    latent_dim: Optional[int] = typer.Option(None, help="Penultimate width (0 = the preset's)."),
-    gamma_init: Optional[float] = typer.Option(None, help="Gamma at epoch 1."),
-    gamma_factor: Optional[float] = typer.Option(None, help="Gamma growth factor per epoch."),
-    gamma_max: Optional[float] = typer.Option(None, help="Gamma cap."),
-    metrics_every: Optional[int] = typer.Option(None, help="Epochs between collapse metrics (0 = at the end)."),
-    robustness_samples: Optional[int] = typer.Option(None, help="Test inputs for DeepFool at the end (0 = skip)."),
-    checkpoint_every: Optional[int] = typer.Option(None, help="Epochs between checkpoints."),
-    checkpoint_minutes: Optional[float] = typer.Option(
-        None, help="Minutes of training between checkpoints, in mid-epoch too (0 = off)."),
-    data_dir: Optional[str] = typer.Option(None, help="Dataset folder (torchvision) or .npz file."),
-    download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Download the dataset."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
-    precision: Optional[str] = typer.Option(None, help="fp32, or bf16 autocast of the forward pass."),
-    compile_model: Optional[bool] = typer.Option(None, "--compile/--no-compile",
-                                                 help="torch.compile the model (first steps compile)."),
+    preset: Optional[str] = typer.Option(None, help=field_help("preset")),
+    dataset: Optional[str] = typer.Option(None, help=field_help("dataset")),
+    backbone: Optional[str] = typer.Option(None, help=field_help("backbone")),
+    epochs: Optional[int] = typer.Option(None, help=field_help("epochs")),
+    seed: Optional[int] = typer.Option(None, help=field_help("seed")),
+    lr: Optional[float] = typer.Option(None, help=field_help("lr")),
+    batch_size: Optional[int] = typer.Option(None, help=field_help("batch_size")),
+    latent_dim: Optional[int] = typer.Option(None, help=field_help("latent_dim")),
+    gamma_init: Optional[float] = typer.Option(None, help=field_help("gamma_init")),
+    gamma_factor: Optional[float] = typer.Option(None, help=field_help("gamma_factor")),
+    gamma_max: Optional[float] = typer.Option(None, help=field_help("gamma_max")),
+    metrics_every: Optional[int] = typer.Option(None, help=field_help("metrics_every")),
+    robustness_samples: Optional[int] = typer.Option(None, help=field_help("robustness_samples")),
+    checkpoint_every: Optional[int] = typer.Option(None, help=field_help("checkpoint_every")),
+    checkpoint_minutes: Optional[float] = typer.Option(None, help=field_help("checkpoint_minutes")),
+    data_dir: Optional[str] = typer.Option(None, help=field_help("data_dir")),
+    download: Optional[bool] = typer.Option(None, "--download/--no-download", help=field_help("download")),
+    device: Optional[str] = typer.Option(None, help=field_help("device")),
+    precision: Optional[str] = typer.Option(None, help=field_help("precision")),
+    compile_model: Optional[bool] = typer.Option(None, "--compile/--no-compile", help=field_help("compile")),
     runs_dir: str = RunsDir,
     name: Optional[str] = typer.Option(None, help="Run name (default: preset-dataset-seed-time)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run NAME from its last checkpoint."),
@@ -93,8 +89,8 @@ def run(
         run_dir, cfg = _resume_target(runs_dir, name, flags, config)
     else:
         cfg = build_config(read_config_file(config) if config else None, flags)
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=_absolute(cfg.data.data_dir)))
-        name = name or f"{cfg.model.preset}-{cfg.data.dataset}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=absolute_path(cfg.data.data_dir)))
+        name = name or default_run_name(cfg.model.preset, cfg.data.dataset, cfg.seed)
         run_dir = run_path(runs_dir, world.same_text(name))  # under torchrun: rank 0's clock
     if dry_run:
         sys.stdout.write(dumps_toml(cfg))
@@ -156,16 +152,8 @@ def _normal(field_name: str, value: object) -> object:
     if field_name == "preset" and isinstance(value, str):
         return value.lower()
     if field_name == "data_dir" and isinstance(value, str):
-        return _absolute(value)
+        return absolute_path(value)
     return value
-
-
-def _absolute(path: str) -> str:
-    """Runs are resumed and loaded from anywhere: keep absolute data paths."""
-    try:
-        return str(Path(path).expanduser().resolve()) if path else path
-    except (OSError, RuntimeError, ValueError) as exc:  # a loop of links, an unknown ~user
-        raise UsageError(f"data_dir: cannot resolve {path!r}: {exc}") from None
 
 
 app.command("analyze")(analyze)

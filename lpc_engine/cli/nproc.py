@@ -1,4 +1,4 @@
-"""`lpc run --nproc N`: the resolved run handed to N processes (launch.py,
+"""`lpc run --nproc N`: the resolved run handed to N processes (processes.py,
 worker.py).
 
 The processes get the config this command resolved, as a TOML file, and
@@ -17,7 +17,7 @@ import torch
 from lpc_engine.config import RunConfig
 from lpc_engine.config_io import dumps_toml
 from lpc_engine.errors import UsageError
-from lpc_engine.cli.launch import spawn
+from lpc_engine.cli.processes import spawn
 from lpc_engine.parallel.cores import share_of_cores
 from lpc_engine.training.session import pick_device
 

@@ -1,5 +1,5 @@
 """`lpc sweep` and `lpc report`: run the paper's ablation grid and read it
-as the paper's tables (registered on the `lpc` app in cli.py)."""
+as the paper's tables (registered on the `lpc` app in app.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+
+from lpc_engine.cli.options import absolute_path, field_help, runs_dir_option
 
 from lpc_engine.config_io import read_config_file
 from lpc_engine.errors import UsageError
 from lpc_engine.study.report import collect, correlation, curves, table_rows
-from lpc_engine.study.report_render import (curve_charts, curves_csv, report_csv, report_json, report_markdown,
-                            scatter_chart)
+from lpc_engine.cli.report_charts import curve_charts, scatter_chart
+from lpc_engine.study.report_render import curves_csv, report_csv, report_json, report_markdown
 from lpc_engine.runs.store import atomic_write, json_safe, run_path
 from lpc_engine.study.sweep import expand_presets, grid, parse_list, parse_set, point_state
 from lpc_engine.cli.sweep_exec import Job, run_jobs
@@ -27,15 +30,15 @@ def sweep(
     seeds: str = typer.Option("0", help="Comma-separated seeds."),
     lrs: Optional[str] = typer.Option(None, help="Comma-separated learning rates (default: the dataset's)."),
     set_: list[str] = typer.Option([], "--set", help="Any config field over values: field=v1,v2 (repeatable)."),
-    dataset: Optional[str] = typer.Option(None, help="The one dataset of the sweep."),
-    epochs: Optional[int] = typer.Option(None, help="Training epochs of every run."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
+    dataset: Optional[str] = typer.Option(None, help=field_help("dataset")),
+    epochs: Optional[int] = typer.Option(None, help=field_help("epochs")),
+    device: Optional[str] = typer.Option(None, help=field_help("device")),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML (or JSON) file of base config fields."),
-    runs_dir: str = typer.Option("runs", "--runs-dir", help="Folder holding the sweep folder."),
+    runs_dir: str = runs_dir_option("Folder holding the sweep folder."),
     name: Optional[str] = typer.Option(None, help="Sweep folder name (default: sweep-DATASET)."),
     jobs: int = typer.Option(1, "--jobs", min=1, max=256, help="Runs at a time, as separate processes."),
-    executor: str = typer.Option("auto", help="auto (this machine, --jobs at a time), or through "
-                                 "submitit: local, slurm (pip install 'lpc-studio[cluster]')."),
+    executor: str = typer.Option("auto", help=escape("auto (this machine, --jobs at a time), or through "
+                                 "submitit: local, slurm (pip install 'lpc-studio[cluster]').")),
     partition: Optional[str] = typer.Option(None, help="slurm: the partition."),
     gpus: int = typer.Option(1, min=0, max=64, help="slurm: GPUs per run."),
     cpus: int = typer.Option(4, min=1, max=512, help="slurm: CPUs per run."),
@@ -59,7 +62,7 @@ def sweep(
         else:  # one value: the same for every run, so not part of the run names
             flags[field_name] = values[0]
     if flags.get("data_dir"):  # runs resume from anywhere: keep data paths absolute
-        flags["data_dir"] = str(Path(flags["data_dir"]).expanduser().resolve())
+        flags["data_dir"] = absolute_path(flags["data_dir"])
     points = grid(axes, read_config_file(config) if config else None, flags)
     sweep_dir = run_path(runs_dir, name or f"sweep-{points[0].cfg.data.dataset}")
     todo = [Job(p, point_state(sweep_dir, p)) for p in points]

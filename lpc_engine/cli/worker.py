@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from lpc_engine.cli.app import guarded, train_and_report
-from lpc_engine.cli.launch import stop_with_launcher
+from lpc_engine.cli.processes import stop_with_launcher
 from lpc_engine.config_io import build_config, read_config_file
 from lpc_engine.parallel.group import join_group, leave_group
 from lpc_engine.study.sweep import GridPoint, run_point

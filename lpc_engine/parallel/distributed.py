@@ -45,7 +45,7 @@ class World:
 
     @staticmethod
     def current() -> World:
-        """The process group torch.distributed was initialised with (launch.py),
+        """The process group torch.distributed was initialised with (parallel/group.py),
         or a single process."""
         if not (dist.is_available() and dist.is_initialized()):
             return World()

@@ -24,6 +24,7 @@ import math
 import os
 import re
 import shutil
+import time
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,11 @@ def run_path(runs_dir: str | Path, name: str) -> Path:
         raise UsageError(f"name: {name!r} is not a valid run name "
                          "(letters, digits and . _ = + -, not starting with . or -)")
     return Path(runs_dir) / name
+
+
+def default_run_name(preset: str, dataset: str, seed: int) -> str:
+    """A new run's name when none is given: preset-dataset-sSEED-YYYYmmdd-HHMMSS."""
+    return f"{preset}-{dataset}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def json_safe(value: Any) -> Any:

@@ -21,7 +21,7 @@ from lpc_engine.model.network import LpcModel
 from lpc_engine.robustness import robustness_table
 
 
-def collapse_metrics(model: LpcModel, data: TensorData) -> tuple[dict[str, float], Tensor]:
+def model_metrics(model: LpcModel, data: TensorData) -> tuple[dict[str, float], Tensor]:
     """Every latent metric (Tables I and IV, appendix E) on the clean training
     set, grouped by true label; also returns the latents."""
     z, predictions = clean_latents(model, data.x_train)

@@ -33,7 +33,7 @@ from lpc_engine.parallel.distributed import World
 from lpc_engine.errors import UsageError
 from lpc_engine.events import (Alert, EpochEnd, Event, MetricsComputed, RobustnessComputed,
                      RunFailed, RunFinished, RunStarted)
-from lpc_engine.training.measure import collapse_metrics, latent_sample, robustness
+from lpc_engine.training.measure import model_metrics, latent_sample, robustness
 from lpc_engine.training.session import ResumePoint, Session, open_session, pick_device
 from lpc_engine.runs.store import RunStore
 from lpc_engine.training.summary import make_summary
@@ -159,7 +159,7 @@ def _measure(s: Session, epoch: int) -> Iterator[Event]:
     """Collapse metrics on clean training latents, and a sample of them."""
     sample = None
     with torch.random.fork_rng(devices=[]):  # the training RNG stream stays untouched
-        metrics, z = collapse_metrics(s.model, s.data)
+        metrics, z = model_metrics(s.model, s.data)
         if s.cfg.latent_sample_size:
             sample = latent_sample(z, s.data.y_train, epoch, s.cfg.latent_sample_size, s.cfg.seed + epoch)
     s.metrics = metrics

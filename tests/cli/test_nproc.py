@@ -20,7 +20,7 @@ import torch
 from lpc_cli import lpc as lpc_here
 from lpc_engine.cli.nproc import _threads
 from lpc_engine.errors import UsageError
-from lpc_engine.cli.launch import _wait
+from lpc_engine.cli.processes import _wait
 from lpc_engine.runs.store import RunStore, load_checkpoint, read_events
 
 SYNTH = ["--dataset", "synthetic", "--device", "cpu", "--robustness-samples", "0",

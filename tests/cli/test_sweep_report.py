@@ -189,3 +189,32 @@ def test_submitit_local_executor_runs_a_small_grid(tmp_path, capsys) -> None:
 def test_unknown_executor_exits_2(tmp_path, capsys) -> None:
     code, _, err = lpc(capsys, "sweep", "--executor", "pbs", "--dataset", "synthetic", "--runs-dir", tmp_path)
     assert code == 2 and "--executor: expected auto, local or slurm" in err and not any(tmp_path.iterdir())
+
+
+def test_sweep_takes_the_runs_dir_from_lpc_runs_dir(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("LPC_RUNS_DIR", str(tmp_path / "from-env"))
+    code, out, _ = lpc(capsys, "sweep", "--dataset", "synthetic", "--epochs", "1", "--set",
+                       "robustness_samples=0", "--json")
+    assert code == 0
+    assert json.loads(out)["sweep_dir"] == str(tmp_path / "from-env" / "sweep-synthetic")
+    assert (tmp_path / "from-env" / "sweep-synthetic" / "lpc-s0" / "summary.json").is_file()
+
+
+def test_sweep_with_an_unresolvable_data_dir_is_one_line_and_exit_2(tmp_path, capsys) -> None:
+    code, out, err = lpc(capsys, "sweep", "--set", "data_dir=~nosuchuser-lpc/x", "--runs-dir", tmp_path)
+    assert code == 2 and out == ""
+    assert err.startswith("lpc: error: data_dir: cannot resolve") and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_option_help_comes_from_the_config_docs(capsys) -> None:
+    from lpc_engine.config import leaf_fields
+
+    code, out, _ = lpc(capsys, "sweep", "--help")
+    flat = " ".join(out.replace("│", " ").split())
+    assert code == 0 and "pip install 'lpc-studio[cluster]'" in flat  # not eaten as Rich markup
+    code, out, _ = lpc(capsys, "run", "--help")
+    flat = " ".join(out.replace("│", " ").split())
+    for name in ("gamma_init", "checkpoint_minutes", "precision"):
+        doc = leaf_fields()[name][1].metadata["doc"]
+        assert (doc[0].upper() + doc[1:]) in flat, name

@@ -199,7 +199,9 @@ def test_cpu_threads_are_set_for_the_run_and_leave_a_core_to_the_ui() -> None:
         run = BackgroundRun(synthetic(), on_event=lambda e: None, train_fn=fake_train, cpu_threads=1)
         run.start()
         assert run.join(TIMEOUT)
+        after = torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
     assert seen == [1]
-    assert threads_beside_ui() == max(1, (os.cpu_count() or 1) - 1)
+    assert after == before  # the count is process-wide: the run gives it back
+    assert threads_beside_ui() == max(1, len(os.sched_getaffinity(0)) - 1)

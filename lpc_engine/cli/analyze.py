@@ -18,7 +18,7 @@ from rich.table import Table
 from lpc_engine.errors import UsageError
 from lpc_engine.metrics.columns import COLUMNS, GROUPS, fmt
 from lpc_engine.runs.load import load_run
-from lpc_engine.training.measure import collapse_metrics, robustness
+from lpc_engine.training.measure import model_metrics, robustness
 from lpc_engine.runs.store import json_safe
 
 def metrics_table(values: dict[str, Any], title: str) -> Table:
@@ -87,7 +87,7 @@ def eval_run(run_dir: Path = typer.Argument(..., help="A run directory."),
         run = load_run(run_dir, device=device)
     for w in caught:  # a corrupt newest checkpoint passed over: one plain line
         sys.stderr.write(f"lpc: warning: {' '.join(str(w.message).split())}\n")
-    metrics, _ = collapse_metrics(run.model, run.data)
+    metrics, _ = model_metrics(run.model, run.data)
     table = robustness(run.model, run.data, samples, seed) if samples else {}
     values = {**metrics, **table}
     if as_json:
