@@ -27,8 +27,11 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def _f(default: Any, doc: str, lo: float | None = None, hi: float | None = None,
-       choices: tuple[str, ...] | None = None) -> Any:
-    meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices}
+       choices: tuple[str, ...] | None = None, label: str = "") -> Any:
+    """A field: `doc` is its meaning and units (the CLI's help, the TUI's
+    help), `label` its short name in the TUI's form (default: the field's
+    name), lo/hi and choices what `validate` allows."""
+    meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices, "label": label}
     if isinstance(default, tuple):
         return field(default_factory=lambda: default, metadata=meta)
     return field(default=default, metadata=meta)
@@ -38,7 +41,8 @@ def _f(default: Any, doc: str, lo: float | None = None, hi: float | None = None,
 class ModelConfig:
     preset: str = _f("lpc", "architecture of the paper's Table III")
     backbone: str = _f("resnet18", "feature extractor h(x)")
-    latent_dim: int = _f(0, "penultimate width d; 0 = the preset's width for the dataset", 0, 65536)
+    latent_dim: int = _f(0, "penultimate width d; 0 = the preset's width for the dataset", 0, 65536,
+                         label="width d")
     classifier_bias: bool = _f(False, "bias of the last classifier (zero in the paper, app. C)")
 
 
@@ -48,16 +52,17 @@ class DataConfig:
     data_dir: str = _f("", "folder of a torchvision dataset, or the .npz file")
     download: bool = _f(False, "let torchvision download the dataset into data_dir")
     augment: bool = _f(True, "random crop (and flip where it fits), app. C")
-    batch_size: int = _f(128, "samples per optimizer step", 1, 1 << 20)
+    batch_size: int = _f(128, "samples per optimizer step", 1, 1 << 20, label="batch")
 
 
 @dataclass(frozen=True)
 class GammaConfig:
-    gamma_schedule: str = _f("exponential", "how gamma grows over epochs", choices=GAMMA_SCHEDULES)
-    gamma_init: float = _f(1e-2, "gamma at epoch 1 (paper: 1e-2)", 0.0, 1e12)
-    gamma_factor: float = _f(1.05, "growth factor per step (paper: 1.05)", 1.0, 100.0)
-    gamma_step_epochs: int = _f(1, "epochs between two growth steps (paper: 1)", 1, 10**6)
-    gamma_max: float = _f(1e6, "gamma stops growing here (paper: 1e6)", 0.0, 1e12)
+    gamma_schedule: str = _f("exponential", "how gamma grows over epochs", choices=GAMMA_SCHEDULES,
+                             label="γ sched.")
+    gamma_init: float = _f(1e-2, "gamma at epoch 1 (paper: 1e-2)", 0.0, 1e12, label="γ init")
+    gamma_factor: float = _f(1.05, "growth factor per step (paper: 1.05)", 1.0, 100.0, label="γ factor")
+    gamma_step_epochs: int = _f(1, "epochs between two growth steps (paper: 1)", 1, 10**6, label="γ step")
+    gamma_max: float = _f(1e6, "gamma stops growing here (paper: 1e6)", 0.0, 1e12, label="γ max")
     gamma_switch: float = _f(1e3, "dual-exponential: gamma where the late regime takes over", 0.0, 1e12)
     gamma_factor_late: float = _f(1.25, "dual-exponential: growth factor per late step", 1.0, 100.0)
     gamma_step_epochs_late: int = _f(5, "dual-exponential: epochs between late steps", 1, 10**6)
@@ -65,7 +70,7 @@ class GammaConfig:
     penalty_reduction: str = _f("mean", "sum over latent dims (paper eq. 1) or mean (authors' code)",
                                 choices=REDUCTIONS)
     merge_policy: str = _f("warn", "when classes merge at the origin: warn, pause, or hold gamma",
-                           choices=MERGE_POLICIES)
+                           choices=MERGE_POLICIES, label="on merge")
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,7 @@ class LossConfig:
 class OptimConfig:
     lr: float = _f(1e-4, "AdamW learning rate (paper grid: 1e-4 x2, four values)", 1e-8, 10.0)
     lr_schedule: str = _f("halving", "constant, halving (paper) or cosine (authors' code)",
-                          choices=LR_SCHEDULES)
+                          choices=LR_SCHEDULES, label="lr sched.")
     lr_decay_start: int = _f(250, "epoch where the LR schedule starts (paper: 250)", 1, 10**6)
     lr_halving_every: int = _f(50, "halving: epochs between halvings (paper: 50)", 1, 10**6)
     weight_decay: float = _f(5e-5, "AdamW weight decay (app. C: 0.5e-4)", 0.0, 1.0)

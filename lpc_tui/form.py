@@ -22,9 +22,18 @@ from lpc_engine.presets import PRESETS
 
 @dataclass(frozen=True)
 class FormField:
+    """One field of the form; its label and help are the config field's (config.py)."""
+
     name: str  # the config leaf name
-    label: str
     choices: tuple[tuple[str, str], ...] = ()  # (value, shown text); empty = typed in
+
+    @property
+    def label(self) -> str:
+        return leaf_fields()[self.name][1].metadata.get("label") or self.name
+
+    @property
+    def help(self) -> str:
+        return leaf_fields()[self.name][1].metadata["doc"]
 
 
 def _presets() -> tuple[tuple[str, str], ...]:
@@ -36,23 +45,23 @@ def _plain(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 
 
 FORM_FIELDS: tuple[FormField, ...] = (
-    FormField("preset", "preset", _presets()),
-    FormField("dataset", "dataset", _plain(DATASETS)),
-    FormField("backbone", "backbone", _plain(BACKBONES)),
-    FormField("latent_dim", "width d"),
-    FormField("epochs", "epochs"),
-    FormField("batch_size", "batch"),
-    FormField("lr", "lr"),
-    FormField("lr_schedule", "lr sched.", _plain(LR_SCHEDULES)),
-    FormField("seed", "seed"),
-    FormField("gamma_schedule", "γ sched.", _plain(GAMMA_SCHEDULES)),
-    FormField("gamma_init", "γ init"),
-    FormField("gamma_factor", "γ factor"),
-    FormField("gamma_step_epochs", "γ step"),
-    FormField("gamma_max", "γ max"),
-    FormField("merge_policy", "on merge", _plain(MERGE_POLICIES)),
-    FormField("precision", "precision", _plain(PRECISIONS)),
-    FormField("compile", "compile", (("False", "no"), ("True", "torch.compile"))),
+    FormField("preset", _presets()),
+    FormField("dataset", _plain(DATASETS)),
+    FormField("backbone", _plain(BACKBONES)),
+    FormField("latent_dim"),
+    FormField("epochs"),
+    FormField("batch_size"),
+    FormField("lr"),
+    FormField("lr_schedule", _plain(LR_SCHEDULES)),
+    FormField("seed"),
+    FormField("gamma_schedule", _plain(GAMMA_SCHEDULES)),
+    FormField("gamma_init"),
+    FormField("gamma_factor"),
+    FormField("gamma_step_epochs"),
+    FormField("gamma_max"),
+    FormField("merge_policy", _plain(MERGE_POLICIES)),
+    FormField("precision", _plain(PRECISIONS)),
+    FormField("compile", (("False", "no"), ("True", "torch.compile"))),
 )
 FIELD_NAMES = tuple(f.name for f in FORM_FIELDS)
 

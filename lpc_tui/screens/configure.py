@@ -36,10 +36,12 @@ class ConfigurePane(Vertical):
                     with Horizontal(classes="row"):
                         yield Label(f.label, classes="field-label")
                         if f.choices:
-                            yield Select([(text, value) for value, text in f.choices], value=shown[f.name],
-                                         allow_blank=False, compact=True, id=f"field-{f.name}")
+                            field = Select([(text, value) for value, text in f.choices], value=shown[f.name],
+                                           allow_blank=False, compact=True, id=f"field-{f.name}")
                         else:
-                            yield Input(shown[f.name], compact=True, id=f"field-{f.name}")
+                            field = Input(shown[f.name], compact=True, id=f"field-{f.name}")
+                        field.tooltip = f.help
+                        yield field
                     yield Label("", classes="field-error", id=f"error-{f.name}")
                 with Horizontal(classes="row"):
                     yield Label("run name", classes="field-label")
