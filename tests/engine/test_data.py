@@ -75,7 +75,7 @@ def test_to_device_copies_tensors_and_keeps_metadata():
 
 
 def test_importing_data_does_not_import_torchvision_or_sklearn():
-    code = "import sys, lpc_engine.data; print('torchvision' in sys.modules, 'sklearn' in sys.modules)"
+    code = "import sys, lpc_engine.data.datasets; print('torchvision' in sys.modules, 'sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 
