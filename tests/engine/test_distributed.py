@@ -36,11 +36,21 @@ def flags(**more) -> dict:
             "batch_size": 75, "latent_sample_size": 0, **more}
 
 
+SYNTHETIC_TEST = 128  # test samples of the synthetic set (data/datasets.py)
+
+
 def assert_rows_close(got: list, want: list) -> None:
+    """Within REL; the test accuracy within one of its samples: the sums of
+    two processes round differently (~1e-7 here), and a test input that sits
+    on a decision boundary after epoch 1 may fall either way (seen on an
+    AVX-512 machine: every other number within 1e-6)."""
     assert [r[0] for r in got] == [r[0] for r in want]
     for g, w in zip(got, want):
         for name, a, b in zip(ROW_FIELDS, g[1:], w[1:]):
-            assert a == pytest.approx(b, rel=REL, nan_ok=True), f"epoch {g[0]} {name}"
+            if name == "test_acc":
+                assert abs(a - b) <= 1 / SYNTHETIC_TEST + 1e-12, f"epoch {g[0]} {name}"
+            else:
+                assert a == pytest.approx(b, rel=REL, nan_ok=True), f"epoch {g[0]} {name}"
 
 
 def assert_models_close(run_a: Path, run_b: Path) -> None:
