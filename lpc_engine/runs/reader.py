@@ -1,0 +1,145 @@
+"""The one reader of a run directory: events.jsonl as typed events, and the
+run's config and summary; `lpc runs`, `lpc report`, a sweep's progress, a
+resume and the TUI all read a run through it. Readers never write.
+
+A torn last line (a crash, or a writer caught in mid-write) is skipped by
+`rows` and waited out by `follow`, which hands over only what was appended
+since its last call, by byte offset: polling works on network filesystems,
+which deliver no change notifications.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from lpc_engine.errors import UsageError
+from lpc_engine.events import EpochEnd, Event, MetricsComputed, RobustnessComputed, from_json
+
+
+def _parse(lines: list[bytes]) -> list[dict[str, Any]]:
+    rows = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of an events.jsonl as plain dicts; a torn last line is skipped."""
+    try:
+        data = Path(path).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return []
+    return _parse(data.splitlines())
+
+
+read_events = read_rows  # the name the store and the tests have always used
+
+
+def typed(rows: list[dict[str, Any]]) -> list[Event]:
+    """The rows as events; rows of kinds this version does not know are left out."""
+    return [e for e in map(from_json, rows) if e is not None]
+
+
+class RunReader:
+    """Reads one run directory; `follow` keeps its place between calls."""
+
+    def __init__(self, run_dir: str | Path):
+        self.dir = Path(run_dir)
+        self.events_path = self.dir / "events.jsonl"
+        self._offset = 0
+
+    def exists(self) -> bool:
+        return (self.dir / "config.json").is_file()
+
+    def rows(self) -> list[dict[str, Any]]:
+        return read_rows(self.events_path)
+
+    def events(self) -> list[Event]:
+        return typed(self.rows())
+
+    def epoch_rows(self) -> list[EpochEnd]:
+        return [e for e in self.events() if isinstance(e, EpochEnd)]
+
+    def metrics_rows(self) -> list[MetricsComputed]:
+        return [e for e in self.events() if isinstance(e, MetricsComputed)]
+
+    def last_robustness(self, epoch: int | None = None) -> RobustnessComputed | None:
+        """The last robustness table (at `epoch` only, if given)."""
+        found = [e for e in self.events() if isinstance(e, RobustnessComputed)
+                 and (epoch is None or e.epoch == epoch)]
+        return found[-1] if found else None
+
+    def follow(self) -> list[Event]:
+        """The events appended since the last call (all of them the first
+        time). A last line without its newline is left for the next call;
+        a file that shrank (a resume cut it back) is read again from the start."""
+        try:
+            with open(self.events_path, "rb") as f:
+                if f.seek(0, 2) < self._offset:
+                    self._offset = 0
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        whole = data[:data.rfind(b"\n") + 1]
+        self._offset += len(whole)
+        return typed(_parse(whole.splitlines()))
+
+    def config(self) -> dict[str, Any]:
+        """config.json; a damaged one is a UsageError naming it."""
+        path = self.dir / "config.json"
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"run: cannot read {path}: {exc}") from None
+        if not isinstance(config, dict):
+            raise UsageError(f"run: {path} does not hold a config")
+        return config
+
+    def summary(self) -> dict[str, Any] | None:
+        path = self.dir / "summary.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _finite_or_none(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
+    """One row per run directory under `runs_dir`, newest first; a run whose
+    config cannot be read is listed as "unreadable", not hidden."""
+    runs = []
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return runs
+    for run_dir in root.iterdir():
+        run = RunReader(run_dir)
+        if run_dir.name.startswith(".") or not run.exists():  # .NAME.new*: a run being made
+            continue
+        epochs = run.epoch_rows()
+        last = epochs[-1] if epochs else None
+        try:
+            config = run.config()
+            preset, dataset = config["model"]["preset"], config["data"]["dataset"]
+            total, summary = config["epochs"], run.summary() or {}
+        except (UsageError, ValueError, KeyError, TypeError):
+            preset = dataset = "?"
+            total, summary = 0, {"status": "unreadable"}
+        runs.append({
+            "name": run_dir.name, "preset": preset, "dataset": dataset,
+            "epochs_done": last.epoch if last else 0, "epochs": total,
+            "status": summary.get("status", "incomplete"),
+            "test_acc": summary.get("test_acc", _finite_or_none(last.test_acc) if last else None),
+            "separation_ratio": (summary.get("metrics") or {}).get("separation_ratio"),
+            "robustness_mean": (summary.get("robustness") or {}).get("robustness_mean"),
+            "mtime": run_dir.stat().st_mtime,
+        })
+    return sorted(runs, key=lambda r: r["mtime"], reverse=True)
