@@ -23,6 +23,7 @@ GAMMA_SCHEDULES = ("exponential", "dual-exponential", "linear", "cosine", "const
 LR_SCHEDULES = ("constant", "halving", "cosine")
 REDUCTIONS = ("sum", "mean")
 MERGE_POLICIES = ("warn", "pause", "hold")
+GAMMA_CAPS = ("none", "weight-norm")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -71,6 +72,11 @@ class GammaConfig:
                                 choices=REDUCTIONS)
     merge_policy: str = _f("warn", "when classes merge at the origin: warn, pause, or hold gamma",
                            choices=MERGE_POLICIES, label="on merge")
+    gamma_cap: str = _f("none", "the gamma governor: none, or weight-norm (each epoch's gamma at most "
+                        "gamma_cap_factor x the mean squared norm of the classifier's rows)",
+                        choices=GAMMA_CAPS, label="γ cap")
+    gamma_cap_factor: float = _f(0.1, "weight-norm governor: gamma <= this x mean_k ||W_k||^2 (in the "
+                                 "penalty's units: x d with the mean reduction)", 1e-9, 1e9, label="γ cap c")
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,10 @@ class OptimConfig:
     lr_decay_start: int = _f(250, "epoch where the LR schedule starts (paper: 250)", 1, 10**6)
     lr_halving_every: int = _f(50, "halving: epochs between halvings (paper: 50)", 1, 10**6)
     weight_decay: float = _f(5e-5, "AdamW weight decay (app. C: 0.5e-4)", 0.0, 1.0)
+    classifier_lr: float = _f(0.0, "learning rate of the last classifier, outside the LR schedule; "
+                              "0 = lr", 0.0, 10.0)
+    classifier_weight_decay: float = _f(-1.0, "AdamW weight decay of the last classifier; -1 = "
+                                        "weight_decay", -1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -257,6 +267,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"gamma_max: must be >= gamma_init ({g.gamma_init:g}), got {g.gamma_max:g}")
     if g.gamma_schedule == "dual-exponential" and not g.gamma_init <= g.gamma_switch:
         raise ConfigError(f"gamma_switch: must be >= gamma_init ({g.gamma_init:g}), got {g.gamma_switch:g}")
+    if -1.0 < cfg.optim.classifier_weight_decay < 0.0:
+        raise ConfigError("classifier_weight_decay: must be -1 (the body's weight_decay) or in [0, 1], "
+                          f"got {cfg.optim.classifier_weight_decay:g}")
     if not _valid_device(cfg.device):
         raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {short_repr(cfg.device)}")
     return cfg

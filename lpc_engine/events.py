@@ -46,14 +46,15 @@ class EpochEnd(Event):
     loss: float  # mean over the epoch's batches: ce + penalty (+ supcon)
     ce: float  # classification term (CE, or the margin loss of ArcFace/CosFace)
     penalty: float  # gamma * latent penalty (eq. 1), 0 for presets without it
-    gamma: float
-    lr: float  # backbone LR this epoch (the classifier keeps the base LR)
+    gamma: float  # the gamma this epoch used: the schedule's, capped by `hold` and the governor
+    lr: float  # backbone LR this epoch (the classifier keeps its own LR)
     train_acc: float  # on this epoch's (augmented) training batches
     test_acc: float  # clean test set; NaN on epochs without evaluation
     latent_norm_mean: float  # mean ||z|| over the epoch's training batches
     latent_norm_cov: float  # std / mean of ||z||
     seconds: float  # wall time of the epoch, evaluation included
     samples_per_s: float
+    gamma_scheduled: float = float("nan")  # the schedule's gamma (NaN in rows of older runs)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lpc_engine.model.backbones import BACKBONES
-from lpc_engine.config import (GAMMA_SCHEDULES, LR_SCHEDULES, MERGE_POLICIES, PRECISIONS, RunConfig,
+from lpc_engine.config import (GAMMA_CAPS, GAMMA_SCHEDULES, LR_SCHEDULES, MERGE_POLICIES, PRECISIONS, RunConfig,
                                check_range, leaf_fields, to_flat)
 from lpc_engine.config_io import build_config
 from lpc_engine.data.datasets import DATASETS
@@ -59,6 +59,8 @@ FORM_FIELDS: tuple[FormField, ...] = (
     FormField("gamma_factor"),
     FormField("gamma_step_epochs"),
     FormField("gamma_max"),
+    FormField("gamma_cap", _plain(GAMMA_CAPS)),
+    FormField("gamma_cap_factor"),
     FormField("merge_policy", _plain(MERGE_POLICIES)),
     FormField("precision", _plain(PRECISIONS)),
     FormField("compile", (("False", "no"), ("True", "torch.compile"))),

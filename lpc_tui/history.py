@@ -13,7 +13,7 @@ from lpc_engine.events import (Alert, EpochEnd, Event, LatentSample, MetricsComp
 from lpc_engine.runs.reader import RunReader
 
 EPOCH_KEYS = ("epoch", "loss", "ce", "penalty", "gamma", "lr", "train_acc", "test_acc",
-              "latent_norm_mean", "latent_norm_cov", "seconds", "samples_per_s")
+              "latent_norm_mean", "latent_norm_cov", "seconds", "samples_per_s", "gamma_scheduled")
 
 
 @dataclass

@@ -28,7 +28,8 @@ from lpc_engine.metrics.neural_collapse import neural_collapse_metrics
 METRIC_NAMES: tuple[str, ...] = (
     "sigma_w", "sigma_w_trace_ratio", "separation_ratio", "norm_mean", "norm_cov", "abs_cov",
     "entropy_per_dim", "entropy_per_dim_standardized",
-    "nc1", "nc1_per_dim", "equinorm", "equiangularity", "max_angle", "self_duality", "ncc_mismatch",
+    "nc1", "nc1_per_dim", "equinorm", "equiangularity", "max_angle", "max_angle_pair_mean",
+    "self_duality", "ncc_mismatch",
     "gmm_score_mean", "gmm_score_min", "gmm_std_mean", "gmm_peak_distance_mean",
     "gmm_peak_distance_min", "codebook_distinct",
 )

@@ -6,8 +6,11 @@ M = the (K, d) centred class means mu_p - mu_G:
 - NC1: Tr(Sigma_W Sigma_B^+) / K with Sigma_B = M^T M / K (eq. E2), and the
   paper's per-dimension version divided by d (Fig. 5, top).
 - NC2: equinorm = std/mean of ||M_p||; equiangularity = std of the cosines
-  between distinct rows of M; max_angle = mean_p max_{q != p} |cos + 1/(K-1)|.
-  All 0 for a simplex equiangular tight frame.
+  between distinct rows of M; max_angle = mean_p max_{q != p} |cos + 1/(K-1)|
+  (Papyan et al.'s, which the paper cites); max_angle_pair_mean = the mean of
+  |cos + 1/(K-1)| over the pairs p < q, what the authors' code reports as
+  "maxangle" (for comparing Fig. 5 with their plots). All 0 for a simplex
+  equiangular tight frame.
 - NC3: || W/||W||_F - M/||M||_F ||_F^2 with W the (K, d) classifier weights.
 - NC4: the fraction of samples whose nearest class centre is not the network's
   prediction.
@@ -53,7 +56,8 @@ def _cosines(m: Tensor) -> Tensor:
 
 
 def nc2(stats: ClassStats) -> dict[str, float]:
-    """equinorm, equiangularity, max_angle of the centred class means (NC2)."""
+    """equinorm, equiangularity, max_angle, max_angle_pair_mean of the centred
+    class means (NC2)."""
     m = stats.centred_means
     k = m.shape[0]
     norms = torch.linalg.vector_norm(m, dim=1)
@@ -66,6 +70,7 @@ def nc2(stats: ClassStats) -> dict[str, float]:
         "equinorm": float(norms.std(correction=0)) / mean_norm if mean_norm > 0 else math.nan,
         "equiangularity": float(cos[upper].std(correction=0)),
         "max_angle": float(shifted.amax(dim=1).mean()),
+        "max_angle_pair_mean": float((cos[upper] + 1.0 / (k - 1)).abs().mean()),
     }
 
 
@@ -94,7 +99,8 @@ def ncc_mismatch(dist: Tensor, classes: Tensor, predictions: Tensor | None) -> f
 
 def neural_collapse_metrics(stats: ClassStats, dist: Tensor, *, weight: Tensor | None = None,
                             predictions: Tensor | None = None) -> dict[str, float]:
-    """nc1, nc1_per_dim, equinorm, equiangularity, max_angle, self_duality, ncc_mismatch."""
+    """nc1, nc1_per_dim, equinorm, equiangularity, max_angle, max_angle_pair_mean,
+    self_duality, ncc_mismatch."""
     value = nc1(stats)
     return {
         "nc1": value,

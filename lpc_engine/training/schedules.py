@@ -82,7 +82,8 @@ def lr_at(epoch: int, o: OptimConfig, epochs: int) -> float:
         epochs 301-350 run at lr/2, ..., 751-800 at lr/2^10.
     cosine: the authors' later code anneals to zero from lr_decay_start to the
         last epoch.
-    The last classifier keeps `o.lr` throughout (appendix C).
+    The last classifier keeps its own LR throughout (appendix C; classifier_lr,
+    by default lr).
     """
     if o.lr_schedule == "constant" or epoch <= o.lr_decay_start:
         return o.lr

@@ -28,6 +28,7 @@ from lpc_engine.training.execution import StepForward, flush_denormals, prepare_
 from lpc_engine.model.network import LpcModel, build_model
 from lpc_engine.training.objective import objective_for_epoch
 from lpc_engine.presets import Preset, get_preset
+from lpc_engine.training.governor import governed_gamma
 from lpc_engine.training.schedules import gamma_at, lr_at
 from lpc_engine.runs.reader import RunReader
 from lpc_engine.runs.store import RunStore
@@ -69,17 +70,20 @@ class Session:
             self.store.append(event.to_json())
         return event
 
-    def gamma(self, epoch: int) -> float:
-        gamma = gamma_at(epoch, self.cfg.gamma, self.cfg.epochs)
-        return gamma if self.gamma_hold is None else min(gamma, self.gamma_hold)
+    def gammas(self, epoch: int) -> tuple[float, float]:
+        """(the schedule's gamma, the gamma `epoch` uses): the `hold` policy's
+        cap and the governor (governor.py) apply to the second."""
+        scheduled = gamma_at(epoch, self.cfg.gamma, self.cfg.epochs)
+        held = scheduled if self.gamma_hold is None else min(scheduled, self.gamma_hold)
+        return scheduled, governed_gamma(held, self.model.classifier.weight, self.cfg.gamma)
 
     def train_epoch(self, epoch: int, stop=None, pause=None,
                     deadline: float | None = None) -> EpochEnd | None:
         """Train and evaluate `epoch`; None if stopped, or if time.monotonic()
         passed `deadline`, before its end (call again to go on)."""
-        cfg, gamma = self.cfg, self.gamma(epoch)
+        cfg, (scheduled, gamma) = self.cfg, self.gammas(epoch)
         lr = lr_at(epoch, cfg.optim, cfg.epochs)
-        self.optimizer.param_groups[0]["lr"] = lr  # group 1, the classifier, keeps cfg.optim.lr
+        self.optimizer.param_groups[0]["lr"] = lr  # group 1, the classifier, keeps its own LR
         obj = objective_for_epoch(cfg, self.preset, epoch, gamma)
         self.progress = self.progress or start_epoch(self.data, self.generator, cfg.data.augment,
                                                      self.world)
@@ -94,7 +98,7 @@ class Session:
         test_acc = float("nan")
         if (epoch % cfg.eval_every == 0 or epoch == cfg.epochs) and self.world.is_main:
             test_acc = accuracy(self.model, self.data.x_test, self.data.y_test)
-        row = EpochEnd(epoch=epoch, gamma=gamma, lr=lr, test_acc=test_acc,
+        row = EpochEnd(epoch=epoch, gamma=gamma, gamma_scheduled=scheduled, lr=lr, test_acc=test_acc,
                        seconds=train_seconds + time.perf_counter() - eval_began,
                        samples_per_s=self.progress.perm.numel() / max(train_seconds, 1e-9),
                        **epoch_scalars(self.progress, self.world))
@@ -114,7 +118,7 @@ class Session:
         if self.store is None:
             return None
         snap = checkpoint.capture(self.model, self.optimizer, self.generator, epoch,
-                                  self.gamma(max(epoch, 1)), self.gamma_hold, self.watch.state(),
+                                  self.gammas(max(epoch, 1))[1], self.gamma_hold, self.watch.state(),
                                   progress, to_dict(self.cfg))
         step = self.progress.step if self.progress else 0
         path = self.store.save_checkpoint(snap, epoch, step)
@@ -203,11 +207,15 @@ def _restore_store(s: Session, point: ResumePoint) -> None:
 
 
 def _optimizer(model: LpcModel, cfg: RunConfig) -> torch.optim.Optimizer:
-    """AdamW (app. C); the last classifier in group 1, outside the LR schedule.
+    """AdamW (app. C); the last classifier in group 1, outside the LR schedule,
+    with its own LR and weight decay if given (classifier_lr, classifier_weight_decay).
     Fused: its found_inf skip guards the weights from a non-finite loss
     (epoch.py), and it was 20% faster than foreach on a digits step."""
+    o = cfg.optim
     head = {id(p) for p in model.classifier.parameters()}
     body = [p for p in model.parameters() if id(p) not in head]
-    groups = [{"params": body}, {"params": list(model.classifier.parameters())}]
-    return torch.optim.AdamW(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+    decay = o.weight_decay if o.classifier_weight_decay < 0 else o.classifier_weight_decay
+    classifier = {"params": list(model.classifier.parameters()), "lr": o.classifier_lr or o.lr,
+                  "weight_decay": decay}
+    return torch.optim.AdamW([{"params": body}, classifier], lr=o.lr, weight_decay=o.weight_decay,
                              fused=True)

@@ -109,5 +109,8 @@ class ConfigurePane(Vertical):
         penalised = preset is not None and preset.penalty
         reach = (f"γ reaches {cfg.gamma.gamma_max:g} at epoch {top}" if top
                  else f"γ stays below {cfg.gamma.gamma_max:g} for {cfg.epochs} epochs")
-        note.update(reach + ("" if penalised else "  [dim](this preset has no penalty)[/]")
+        governed = cfg.gamma.gamma_cap != "none" and penalised
+        cap = (f"\n[yellow]governor on[/]: each epoch γ ≤ {cfg.gamma.gamma_cap_factor:g}·mean‖W_k‖²"
+               " (the run may use less than this curve)" if governed else "")
+        note.update(reach + ("" if penalised else "  [dim](this preset has no penalty)[/]") + cap
                     + ("" if valid else "\n[red]fix the fields marked in red to start[/]"))

@@ -86,6 +86,14 @@ def curve_series(h: RunHistory) -> dict[str, list[Series]]:
         "plot-norm": [Series("±std", epochs, high, color="gray", marker="dot"),
                       Series("", epochs, low, color="gray", marker="dot"),
                       Series("mean", epochs, norm, color="yellow")],  # drawn last, on top
-        "plot-gamma": [Series("gamma", *h.series("gamma"), color="magenta"),
+        "plot-gamma": [*_schedule_if_capped(h),
+                       Series("gamma", *h.series("gamma"), color="magenta"),
                        Series("lr", *h.series("lr"), color="blue", yside="right")],
     }
+
+
+def _schedule_if_capped(h: RunHistory) -> list[Series]:
+    """The schedule's gamma under the used one, once the governor or the
+    `hold` policy has held gamma below it."""
+    capped = any(r.get("gamma", 0.0) < r.get("gamma_scheduled", 0.0) for r in h.rows)
+    return [Series("schedule", *h.series("gamma_scheduled"), color="gray", marker="dot")] if capped else []

@@ -124,9 +124,25 @@ def test_simplex_etf_means_give_zero_nc2_and_nc3() -> None:
     z = (means[:, None, :] + np.concatenate([noise, -noise], axis=1)).reshape(-1, d)  # exact class means
     y = np.repeat(np.arange(k), 20)
     m = latent_metrics(z, y, classifier_weight=0.5 * means, predictions=y, k=3)
-    for name in ("equinorm", "equiangularity", "max_angle", "self_duality", "ncc_mismatch"):
+    for name in ("equinorm", "equiangularity", "max_angle", "max_angle_pair_mean", "self_duality",
+                 "ncc_mismatch"):
         assert abs(m[name]) < 1e-12, name
     assert m["nc1"] > 0 and m["nc1_per_dim"] == pytest.approx(m["nc1"] / d)
+
+
+def test_nc2_angles_papyan_and_the_authors_on_a_hand_checked_case() -> None:
+    # Centred class means (1, 0), (0, 1), (-1, -1): cosines 0, -1/sqrt2, -1/sqrt2;
+    # with K = 3 the shifted |cos + 1/2| are 1/2, 1/sqrt2 - 1/2, 1/sqrt2 - 1/2.
+    means = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+    z = np.concatenate([means + 0.1, means - 0.1])  # each class: two points around its mean
+    y = np.tile(np.arange(3), 2)
+    stats = class_stats(_t(z), _labels(y))
+    m = neural_collapse_metrics(stats, centre_distances(_t(z), stats.means))
+    shifted = 1 / math.sqrt(2) - 0.5
+    # Papyan et al.: per class the max over the others (1/2, 1/2, shifted), then the mean.
+    assert m["max_angle"] == pytest.approx((0.5 + 0.5 + shifted) / 3, rel=1e-12)
+    # The authors' code: the mean over the three pairs.
+    assert m["max_angle_pair_mean"] == pytest.approx((0.5 + 2 * shifted) / 3, rel=1e-12)
 
 
 def test_nc1_matches_the_pinv_formula() -> None:
@@ -233,7 +249,8 @@ def test_scale_invariance() -> None:
     for c in (1e-3, 250.0):
         scaled = latent_metrics(c * z, y, classifier_weight=w, predictions=y, k=4)
         for name in ("sigma_w_trace_ratio", "separation_ratio", "norm_cov", "abs_cov", "nc1",
-                     "nc1_per_dim", "equinorm", "equiangularity", "max_angle", "self_duality",
+                     "nc1_per_dim", "equinorm", "equiangularity", "max_angle", "max_angle_pair_mean",
+                     "self_duality",
                      "gmm_score_mean", "gmm_score_min", "gmm_std_mean", "gmm_peak_distance_mean",
                      "gmm_peak_distance_min", "entropy_per_dim_standardized", "codebook_distinct"):
             assert scaled[name] == pytest.approx(base[name], rel=1e-7, abs=1e-12), name
