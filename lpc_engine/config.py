@@ -6,8 +6,8 @@ Leaf names are unique across the tree, so a CLI flag maps 1:1 to a field
 its metadata ("doc"), and its allowed range, which `validate` enforces.
 
 Layers, last wins: dataclass defaults (the paper's CIFAR-10 recipe,
-appendix C) < the dataset's profile (presets.DATASET_PROFILES) < the TOML
-file < the flags.
+appendix C) < the dataset's profile (presets.dataset_profile: its default
+or its quick recipe, as the `profile` field says) < the TOML file < the flags.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ LR_SCHEDULES = ("constant", "halving", "cosine")
 REDUCTIONS = ("sum", "mean")
 MERGE_POLICIES = ("warn", "pause", "hold")
 GAMMA_CAPS = ("none", "weight-norm")
+PROFILES = ("default", "quick")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -111,6 +112,8 @@ class RunConfig:
     gamma: GammaConfig = field(default_factory=GammaConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    profile: str = _f("default", "the dataset's recipe: default, or quick (digits: the 100-epoch look, "
+                      "~10 s; presets.py)", choices=PROFILES)
     epochs: int = _f(800, "training epochs (paper: 800)", 1, 10**6)
     seed: int = _f(0, "seed of weights, shuffling and augmentation", 0, 2**31 - 1)
     device: str = _f("auto", "auto (GPU when there is one), cpu, cuda, cuda:N")

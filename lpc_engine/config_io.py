@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from lpc_engine.model.backbones import BACKBONES
-from lpc_engine.config import SECTIONS, RunConfig, flatten, from_flat, short_repr, to_dict, validate
+from lpc_engine.config import PROFILES, SECTIONS, RunConfig, flatten, from_flat, short_repr, to_dict, validate
 from lpc_engine.data.datasets import DATASETS
 from lpc_engine.errors import ConfigError
-from lpc_engine.presets import DATASET_PROFILES, get_preset, preset_width
+from lpc_engine.presets import dataset_profile, get_preset, preset_width
 
 
 def build_config(file_values: dict[str, Any] | None = None,
@@ -32,7 +32,10 @@ def build_config(file_values: dict[str, Any] | None = None,
     dataset = from_flags.get("dataset", from_file.get("dataset", RunConfig().data.dataset))
     if dataset not in DATASETS:
         raise ConfigError(f"dataset: unknown {short_repr(dataset)}; allowed: {', '.join(DATASETS)}")
-    flat = {**DATASET_PROFILES.get(dataset, {}), **from_file, **from_flags}
+    profile = from_flags.get("profile", from_file.get("profile", RunConfig().profile))
+    if profile not in PROFILES:
+        raise ConfigError(f"profile: expected one of {', '.join(PROFILES)}, got {short_repr(profile)}")
+    flat = {**dataset_profile(dataset, profile), **from_file, **from_flags}
     return resolve(from_flat(flat))
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lpc_engine.model.backbones import BACKBONES
-from lpc_engine.config import (GAMMA_CAPS, GAMMA_SCHEDULES, LR_SCHEDULES, MERGE_POLICIES, PRECISIONS, RunConfig,
-                               check_range, leaf_fields, to_flat)
+from lpc_engine.config import (GAMMA_CAPS, GAMMA_SCHEDULES, LR_SCHEDULES, MERGE_POLICIES, PRECISIONS,
+                               PROFILES, RunConfig, check_range, leaf_fields, to_flat)
 from lpc_engine.config_io import build_config
 from lpc_engine.data.datasets import DATASETS
 from lpc_engine.errors import ConfigError
@@ -47,6 +47,7 @@ def _plain(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 FORM_FIELDS: tuple[FormField, ...] = (
     FormField("preset", _presets()),
     FormField("dataset", _plain(DATASETS)),
+    FormField("profile", _plain(PROFILES)),
     FormField("backbone", _plain(BACKBONES)),
     FormField("latent_dim"),
     FormField("epochs"),

@@ -45,6 +45,7 @@ RunsDir = runs_dir_option()
 def run(
     preset: Optional[str] = typer.Option(None, help=field_help("preset")),
     dataset: Optional[str] = typer.Option(None, help=field_help("dataset")),
+    profile: Optional[str] = typer.Option(None, help=field_help("profile")),
     backbone: Optional[str] = typer.Option(None, help=field_help("backbone")),
     epochs: Optional[int] = typer.Option(None, help=field_help("epochs")),
     seed: Optional[int] = typer.Option(None, help=field_help("seed")),
@@ -75,8 +76,8 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Train one run headless; with no options, LPC on digits in well under a minute."""
-    flags = dict(preset=preset, dataset=dataset, backbone=backbone, epochs=epochs, seed=seed, lr=lr,
-                 batch_size=batch_size, latent_dim=latent_dim, gamma_init=gamma_init,
+    flags = dict(preset=preset, dataset=dataset, profile=profile, backbone=backbone, epochs=epochs,
+                 seed=seed, lr=lr, batch_size=batch_size, latent_dim=latent_dim, gamma_init=gamma_init,
                  gamma_factor=gamma_factor, gamma_max=gamma_max, metrics_every=metrics_every,
                  robustness_samples=robustness_samples, checkpoint_every=checkpoint_every,
                  checkpoint_minutes=checkpoint_minutes,

@@ -205,7 +205,19 @@ def test_dataset_from_file_selects_profile() -> None:
 
 def test_profile_does_not_leak_between_datasets() -> None:
     assert build_config(flags={"dataset": "cifar10"}).data.batch_size == RunConfig().data.batch_size
-    assert build_config().data.batch_size == 32
+    assert build_config().data.batch_size == 64
+    assert build_config(flags={"profile": "quick"}).data.batch_size == 32
+
+
+def test_the_quick_profile_is_the_100_epoch_look_and_layers_like_the_default() -> None:
+    quick = build_config(flags={"profile": "quick"})
+    assert (quick.epochs, quick.gamma.gamma_factor, quick.gamma.gamma_max, quick.data.augment) == (100, 1.2, 10.0, True)
+    assert build_config({"profile": "quick"}, {"epochs": 7}).epochs == 7  # from the file; flags still win
+    assert build_config({"profile": "quick"}, {"profile": "default"}).epochs == 1000
+    with pytest.raises(ConfigError, match="'quick' is defined for digits, not synthetic"):
+        build_config(flags={"dataset": "synthetic", "profile": "quick"})
+    with pytest.raises(ConfigError, match="profile: expected one of default, quick"):
+        build_config(flags={"profile": "fast"})
 
 
 def test_resolve_is_idempotent() -> None:

@@ -12,6 +12,7 @@ from lpc_engine.errors import ConfigError
 from lpc_engine.model.network import HEADS
 from lpc_engine.presets import (
     DATASET_PROFILES,
+    QUICK_PROFILES,
     PRESETS,
     WIDTHS,
     get_preset,
@@ -174,8 +175,11 @@ def test_profile_is_valid_config(dataset: str) -> None:
 
 
 def test_digits_profile_values() -> None:
-    # DESIGN.md findings / docs/PERFORMANCE.md: the measured digits recipe
+    # presets.py and docs/REPRODUCING.md: the measured digits recipes
     p = DATASET_PROFILES["digits"]
-    assert p["backbone"] == "mlp"
-    assert (p["gamma_factor"], p["gamma_max"]) == (1.2, 10.0)
+    assert p["backbone"] == "mlp" and p["augment"] is False and p["batch_size"] == 64
+    assert (p["gamma_factor"], p["gamma_step_epochs"], p["gamma_max"]) == (1.035, 2, 1e4)
+    assert (p["lr_schedule"], p["lr_decay_start"], p["epochs"]) == ("cosine", 200, 1000)
     assert p["penalty_reduction"] == "sum"
+    quick = QUICK_PROFILES["digits"]
+    assert (quick["gamma_factor"], quick["gamma_max"], quick["epochs"]) == (1.2, 10.0, 100)
