@@ -4,7 +4,7 @@
 "event" key (DESIGN.md, run directory contract), and the run reader
 (runs/reader.py) turns the lines back into them with `from_json`; the CLI
 and the TUI render them. Events that carry arrays (LatentSample) are not
-written to events.jsonl. Each kind is named here and nowhere else: other
+written to events.jsonl but to files of their own (runs/latents.py). Each kind is named here and nowhere else: other
 modules say `EpochEnd.kind`, never "epoch".
 """
 
@@ -66,6 +66,10 @@ class LatentSample(Event):
     y: Any  # numpy (n,) labels
     node_score: tuple[float, ...] = ()  # per node: GMM mean log-likelihood (eq. D1 summand) on z
     node_peak_distance: tuple[float, ...] = ()  # per node: eq. D3 summand on z
+    # per node, the kept 2-component fit on z (standardised units; component 0 the heavier)
+    node_weights: tuple[tuple[float, float], ...] = ()
+    node_means: tuple[tuple[float, float], ...] = ()
+    node_stds: tuple[tuple[float, float], ...] = ()
     classes: tuple[int, ...] = ()  # labels of the codebook rows, ascending
     codes: tuple[tuple[int, ...], ...] = ()  # per class: sign (+1/-1) of its mean per node, all of z
 

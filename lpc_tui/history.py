@@ -97,6 +97,7 @@ def history_from_disk(run_dir: str | Path) -> RunHistory:
     for event in run.events():
         if isinstance(event, (EpochEnd, MetricsComputed, RobustnessComputed, Alert)):
             h.apply(event)
+    h.latents = run.latent_sample()  # the last measured epoch's, for the nodes pane and the codebook
     h.summary = run.summary() or {}
     h.status = h.summary.get("status", "incomplete")
     h.version = 1

@@ -15,10 +15,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lpc_engine.errors import UsageError
+from lpc_engine.errors import StorageError, UsageError
+from lpc_engine.runs.latents import write_latent_sample
 from lpc_engine.metrics.columns import COLUMNS, GROUPS, fmt
 from lpc_engine.runs.load import load_run
-from lpc_engine.training.measure import model_metrics, robustness
+from lpc_engine.training.measure import latent_sample, model_metrics, robustness
 from lpc_engine.runs.store import json_safe
 
 def metrics_table(values: dict[str, Any], title: str) -> Table:
@@ -87,10 +88,22 @@ def eval_run(run_dir: Path = typer.Argument(..., help="A run directory."),
         run = load_run(run_dir, device=device)
     for w in caught:  # a corrupt newest checkpoint passed over: one plain line
         sys.stderr.write(f"lpc: warning: {' '.join(str(w.message).split())}\n")
-    metrics, _ = model_metrics(run.model, run.data)
+    metrics, z = model_metrics(run.model, run.data)
+    if run.config.latent_sample_size:
+        _write_sample(run_dir, latent_sample(z, run.data.y_train, run.epoch, run.config.latent_sample_size,
+                                             run.config.seed + run.epoch))
     table = robustness(run.model, run.data, samples, seed) if samples else {}
     values = {**metrics, **table}
     if as_json:
         sys.stdout.write(json.dumps(json_safe({"run_dir": str(run_dir), "epoch": run.epoch, **values})) + "\n")
     else:
         Console().print(metrics_table(values, f"{run_dir} after epoch {run.epoch}"))
+
+
+def _write_sample(run_dir: Path, sample) -> None:
+    """The latents of the checkpoint's epoch into the run, for the TUI's nodes
+    pane (runs/latents.py); a folder that takes no writes costs a warning only."""
+    try:
+        write_latent_sample(run_dir, sample)
+    except StorageError as exc:
+        sys.stderr.write(f"lpc: warning: latent sample not saved: {exc}\n")

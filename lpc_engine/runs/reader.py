@@ -1,5 +1,5 @@
-"""The one reader of a run directory: events.jsonl as typed events, and the
-run's config and summary; `lpc runs`, `lpc report`, a sweep's progress, a
+"""The one reader of a run directory: events.jsonl as typed events, the
+latent samples (runs/latents.py), and the run's config and summary; `lpc runs`, `lpc report`, a sweep's progress, a
 resume and the TUI all read a run through it. Readers never write.
 
 A torn last line (a crash, or a writer caught in mid-write) is skipped by
@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from lpc_engine.errors import UsageError
-from lpc_engine.events import EpochEnd, Event, MetricsComputed, RobustnessComputed, from_json
+from lpc_engine.events import EpochEnd, Event, LatentSample, MetricsComputed, RobustnessComputed, from_json
+from lpc_engine.runs.latents import latent_files, read_latent_sample
 
 
 def _parse(lines: list[bytes]) -> list[dict[str, Any]]:
@@ -76,6 +77,16 @@ class RunReader:
         found = [e for e in self.events() if isinstance(e, RobustnessComputed)
                  and (epoch is None or e.epoch == epoch)]
         return found[-1] if found else None
+
+    def latent_epochs(self) -> list[int]:
+        """The measured epochs whose latent sample is on disk (runs/latents.py)."""
+        return list(latent_files(self.dir))
+
+    def latent_sample(self, epoch: int | None = None) -> LatentSample | None:
+        """The latent sample of `epoch` (the last one if None); None if absent."""
+        files = latent_files(self.dir)
+        path = files.get(epoch) if epoch is not None else next(reversed(files.values()), None)
+        return read_latent_sample(path) if path is not None else None
 
     def follow(self) -> list[Event]:
         """The events appended since the last call (all of them the first

@@ -47,13 +47,15 @@ def latent_sample(z: Tensor, y: Tensor, epoch: int, size: int, seed: int) -> Lat
     agree), and the class codebook of all latents (section II.A)."""
     z_np, y_np = latent_subsample(z, y, size, seed)
     book = class_codebook(z, y)
-    scores = peaks = ()
+    fits: dict[str, tuple] = {}
     if z_np.shape[0] >= 2:
         fit = fit_node_mixtures(torch.from_numpy(z_np), seed=seed)
-        scores = tuple(fit.score.tolist())
-        peaks = tuple(fit.peak_distance.tolist())
-    return LatentSample(epoch=epoch, z=z_np, y=y_np, node_score=scores, node_peak_distance=peaks,
-                        classes=book.classes, codes=tuple(tuple(c) for c in book.codes.tolist()))
+        fits = {"node_score": tuple(fit.score.tolist()),
+                "node_peak_distance": tuple(fit.peak_distance.tolist()),
+                **{f"node_{k}": tuple(map(tuple, getattr(fit, k).tolist()))
+                   for k in ("weights", "means", "stds")}}
+    return LatentSample(epoch=epoch, z=z_np, y=y_np, classes=book.classes,
+                        codes=tuple(tuple(c) for c in book.codes.tolist()), **fits)
 
 
 def robustness(model: LpcModel, data: TensorData, samples: int, seed: int) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from lpc_engine.events import (Alert, EpochEnd, Event, MetricsComputed, Robustne
                      RunFailed, RunFinished, RunStarted)
 from lpc_engine.training.measure import model_metrics, latent_sample, robustness
 from lpc_engine.training.session import ResumePoint, Session, open_session, pick_device
+from lpc_engine.runs.latents import write_latent_sample
 from lpc_engine.runs.store import RunStore
 from lpc_engine.training.summary import make_summary
 
@@ -164,6 +165,8 @@ def _measure(s: Session, epoch: int) -> Iterator[Event]:
             sample = latent_sample(z, s.data.y_train, epoch, s.cfg.latent_sample_size, s.cfg.seed + epoch)
     s.metrics = metrics
     if sample is not None:
+        if s.store is not None:  # beside the events: what the TUI draws, for any run (runs/latents.py)
+            write_latent_sample(s.store.dir, sample)
         yield sample
     yield s.emit(MetricsComputed(epoch=epoch, metrics=metrics))
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from lpc_engine import build_config, train
+from lpc_engine import LatentSample, build_config, train
 from lpc_engine.metrics.binarity import fit_node_mixtures
 from lpc_engine.events import LatentSample, MetricsComputed, RobustnessComputed
 from lpc_engine.metrics import METRIC_NAMES
@@ -87,6 +87,21 @@ def test_eval_recomputes_a_saved_run(synth_run, capsys) -> None:
     assert values["robustness_mean"] == pytest.approx(saved["robustness"]["robustness_mean"], rel=1e-5)
     code, out, _ = lpc(capsys, "eval", run_dir, "--samples", "0")
     assert code == 0 and "separation_ratio" in out
+
+
+def test_eval_writes_the_latent_sample_of_the_checkpoint_epoch(tmp_path, capsys) -> None:
+    from lpc_engine.runs.latents import latent_files, read_latent_sample
+
+    cfg = build_config(flags={"dataset": "synthetic", "epochs": 2, "metrics_every": 0, "device": "cpu",
+                              "robustness_samples": 0, "latent_sample_size": 64})
+    events = list(train(cfg, run_dir=tmp_path / "r"))
+    (live,) = [e for e in events if isinstance(e, LatentSample)]
+    latent_files(tmp_path / "r")[2].unlink()  # as if the run had written none
+    code, _, err = lpc(capsys, "eval", tmp_path / "r", "--samples", "0", "--json")
+    assert code == 0, err
+    again = read_latent_sample(latent_files(tmp_path / "r")[2])
+    np.testing.assert_array_equal(again.z, live.z)  # the same model, draw and fits
+    assert again.node_peak_distance == pytest.approx(live.node_peak_distance, rel=1e-9)
 
 
 def test_analyze_prints_every_metric(tmp_path, capsys) -> None:
