@@ -213,7 +213,7 @@ def test_the_quick_profile_is_the_100_epoch_look_and_layers_like_the_default() -
     quick = build_config(flags={"profile": "quick"})
     assert (quick.epochs, quick.gamma.gamma_factor, quick.gamma.gamma_max, quick.data.augment) == (100, 1.2, 10.0, True)
     assert build_config({"profile": "quick"}, {"epochs": 7}).epochs == 7  # from the file; flags still win
-    assert build_config({"profile": "quick"}, {"profile": "default"}).epochs == 1000
+    assert build_config({"profile": "quick"}, {"profile": "default"}).epochs == 700
     with pytest.raises(ConfigError, match="'quick' is defined for digits, not synthetic"):
         build_config(flags={"dataset": "synthetic", "profile": "quick"})
     with pytest.raises(ConfigError, match="profile: expected one of default, quick"):

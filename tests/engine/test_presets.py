@@ -178,8 +178,8 @@ def test_digits_profile_values() -> None:
     # presets.py and docs/REPRODUCING.md: the measured digits recipes
     p = DATASET_PROFILES["digits"]
     assert p["backbone"] == "mlp" and p["augment"] is False and p["batch_size"] == 64
-    assert (p["gamma_factor"], p["gamma_step_epochs"], p["gamma_max"]) == (1.035, 2, 1e4)
-    assert (p["lr_schedule"], p["lr_decay_start"], p["epochs"]) == ("cosine", 200, 1000)
+    assert (p["gamma_factor"], p["gamma_step_epochs"], p["gamma_max"]) == (1.046, 2, 3e3)
+    assert (p["lr_schedule"], p["lr_decay_start"], p["epochs"]) == ("cosine", 140, 700)
     assert p["penalty_reduction"] == "sum"
     quick = QUICK_PROFILES["digits"]
     assert (quick["gamma_factor"], quick["gamma_max"], quick["epochs"]) == (1.2, 10.0, 100)

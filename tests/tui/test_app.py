@@ -87,7 +87,7 @@ async def test_untouched_fields_follow_the_dataset_profile(tmp_path) -> None:
     app = LpcApp(runs_dir=tmp_path, train_fn=ScriptedTrain())
     async with app.run_test(size=SIZE) as pilot:
         epochs = app.query_one("#field-epochs", Input)
-        assert epochs.value == "1000"  # the digits profile
+        assert epochs.value == "700"  # the digits profile
         app.query_one("#field-profile").value = "quick"
         await pilot.pause()
         assert epochs.value == "100"  # the digits quick look
