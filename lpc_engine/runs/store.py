@@ -35,6 +35,7 @@ from lpc_engine.runs.checkpoint_files import checksum_path, load_checkpoint  # n
 from lpc_engine.runs.durable import atomic_write, fsync_dir, writing
 from lpc_engine.errors import UsageError
 from lpc_engine.events import RunFailed, RunFinished
+from lpc_engine.runs.lock import RunLock
 from lpc_engine.runs.reader import RunReader, list_runs, read_events, read_rows  # noqa: F401  (re-exported)
 
 KEEP_CHECKPOINTS = 2
@@ -85,6 +86,8 @@ class RunStore:
         self.events_path = self.dir / "events.jsonl"
         self.checkpoint_dir = self.dir / "checkpoints"
         self._fd: int | None = None  # events.jsonl, opened for appending
+        self.lock = RunLock(self.dir)  # one writer per run (lock.py)
+        self.notice = ""  # set when the lock of a writer that is gone was taken over
 
     def exists(self) -> bool:
         return (self.dir / "config.json").is_file()
@@ -99,6 +102,7 @@ class RunStore:
             if not overwrite:
                 raise UsageError(f"run {self.dir} already exists (pass --resume to continue "
                                  "it or --overwrite to replace it)")
+            self.take_lock()  # a run that is being written is never replaced
             self._clear()
         files = {"config.toml": config_toml.encode(), "events.jsonl": b"",
                  "config.json": _json(config)}
@@ -110,6 +114,7 @@ class RunStore:
                     atomic_write(self.dir / name, data)
             else:
                 self._create_whole(files)
+                self.take_lock()
         except OSError as exc:
             if made is not None:  # the runs dir did not exist: leave no trace of it
                 shutil.rmtree(made, ignore_errors=True)
@@ -176,6 +181,19 @@ class RunStore:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def take_lock(self) -> None:
+        """Become the run's one writer (a UsageError naming the holder if
+        another process writes it); `notice` says if a dead writer's lock
+        was taken over."""
+        if not self.lock.held:
+            self.notice = self.lock.acquire()
+
+    def release(self, ended: bool) -> None:
+        """Close events.jsonl and let go of the lock; `ended`: the run wrote
+        its last row, so no lock file is left to mark it stale."""
+        self.close()
+        self.lock.release(remove=ended)
 
     def read_events(self) -> list[dict[str, Any]]:
         return read_rows(self.events_path)

@@ -63,6 +63,7 @@ class Session:
     metrics: dict[str, float] = field(default_factory=dict)  # the latest MetricsComputed
     robustness: dict[str, Any] = field(default_factory=dict)  # the final RobustnessComputed
     notices: list[Event] = field(default_factory=list)  # alerts of the set-up, sent after RunStarted
+    ended: bool = False  # the run's last row (finished, stopped, failed) is written
 
     def emit(self, event: Event) -> Event:
         """Record `event` in the run store (if any) and hand it back."""
@@ -154,10 +155,17 @@ def open_session(cfg: RunConfig, run_dir: str | Path | None, resume: ResumePoint
     session = Session(cfg, preset, device, data, model, forward, _optimizer(model, cfg),
                       torch.Generator(device=device).manual_seed(cfg.seed), store,
                       MergeWatch(data.num_classes), world)
-    if resume is not None:
-        _restore(session, resume)
-    elif store is not None:
-        store.create(to_dict(cfg), dumps_toml(cfg), overwrite=overwrite)
+    try:
+        if resume is not None:
+            _restore(session, resume)
+        elif store is not None:
+            store.create(to_dict(cfg), dumps_toml(cfg), overwrite=overwrite)
+    except BaseException:
+        if store is not None:  # nothing trained: let go of the run as it was
+            store.release(ended=True)
+        raise
+    if store is not None and store.notice:
+        session.notices.append(Alert(epoch=0, code="lock_taken_over", message=store.notice))
     return session
 
 
@@ -187,6 +195,7 @@ def _restore(s: Session, point: ResumePoint) -> None:
 
 def _restore_store(s: Session, point: ResumePoint) -> None:
     store, epoch = s.store, s.start - 1
+    store.take_lock()  # before the first write: a run being trained elsewhere is left alone
     store.clean_debris()
     for path, why in point.skipped:
         s.notices.append(Alert(epoch=0, code="checkpoint_corrupt", message=(

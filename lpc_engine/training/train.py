@@ -67,6 +67,16 @@ def train(cfg: RunConfig, control: Control | None = None, run_dir: str | Path | 
         cfg, point = _resume_point(cfg, run_dir)
     world.barrier()  # every process has read its checkpoint before rank 0 tidies the folder
     s = open_session(resolve(cfg), run_dir, point, overwrite, world)
+    try:
+        yield from _run(s, control, resume, run_dir, world)
+    finally:
+        if s.store is not None:
+            s.store.release(ended=s.ended)
+
+
+def _run(s: Session, control: Control, resume: bool, run_dir: str | Path | None,
+         world: World) -> Iterator[Event]:
+    """The events of an open session, from RunStarted to its last row."""
     if resume and s.store is not None and s.store.read_config() != to_dict(s.cfg):
         s.store.update_config(to_dict(s.cfg))  # a RESUMABLE_CHANGES change, once it all loaded
     yield s.emit(RunStarted(
@@ -77,37 +87,33 @@ def train(cfg: RunConfig, control: Control | None = None, run_dir: str | Path | 
     for notice in s.notices:
         yield s.emit(notice)
     began, clock = time.perf_counter(), _Clock(s.cfg.checkpoint_minutes)
-    try:
-        for epoch in range(s.start, s.cfg.epochs + 1):
-            row = yield from _train_epoch(s, epoch, control, clock)
-            if row is None and s.saw_nonfinite():  # stopped after a non-finite step
-                yield from _diverged(s, epoch, float("nan"), began)
-                return
-            if row is None:  # stopped in mid-epoch: save its progress too
-                yield from _saved(s, epoch - 1)
-                yield _end(s, "stopped", epoch - 1, began)
-                return
-            yield row
-            if not math.isfinite(row.loss):
-                yield from _diverged(s, epoch, row.loss, began)
-                return
-            yield from _watch_merge(s, row, control)
-            last = epoch == s.cfg.epochs
-            if world.is_main and (last or (s.cfg.metrics_every and epoch % s.cfg.metrics_every == 0)):
-                yield from _measure(s, epoch)
-            stop, due = world.agree_stop(control.stop, clock.due())  # rank 0 decides
-            if last or epoch % s.cfg.checkpoint_every == 0 or stop or due:
-                yield from _saved(s, epoch)
-                clock.reset()
-            if stop and not last:
-                yield _end(s, "stopped", epoch, began)
-                return
-        if s.cfg.robustness_samples and not s.robustness and world.is_main:  # not done for this length
-            yield from _attack(s, s.cfg.epochs)
-        yield _end(s, "finished", s.cfg.epochs, began)
-    finally:
-        if s.store is not None:
-            s.store.close()
+    for epoch in range(s.start, s.cfg.epochs + 1):
+        row = yield from _train_epoch(s, epoch, control, clock)
+        if row is None and s.saw_nonfinite():  # stopped after a non-finite step
+            yield from _diverged(s, epoch, float("nan"), began)
+            return
+        if row is None:  # stopped in mid-epoch: save its progress too
+            yield from _saved(s, epoch - 1)
+            yield _end(s, "stopped", epoch - 1, began)
+            return
+        yield row
+        if not math.isfinite(row.loss):
+            yield from _diverged(s, epoch, row.loss, began)
+            return
+        yield from _watch_merge(s, row, control)
+        last = epoch == s.cfg.epochs
+        if world.is_main and (last or (s.cfg.metrics_every and epoch % s.cfg.metrics_every == 0)):
+            yield from _measure(s, epoch)
+        stop, due = world.agree_stop(control.stop, clock.due())  # rank 0 decides
+        if last or epoch % s.cfg.checkpoint_every == 0 or stop or due:
+            yield from _saved(s, epoch)
+            clock.reset()
+        if stop and not last:
+            yield _end(s, "stopped", epoch, began)
+            return
+    if s.cfg.robustness_samples and not s.robustness and world.is_main:  # not done for this length
+        yield from _attack(s, s.cfg.epochs)
+    yield _end(s, "finished", s.cfg.epochs, began)
 
 
 class _Clock:
@@ -232,4 +238,5 @@ def _end(s: Session, status: str, epoch: int, began: float) -> Event:
     if s.store is not None:
         s.store.append(event.to_json())
         s.store.write_summary(summary)
+    s.ended = True
     return event

@@ -135,9 +135,11 @@ def test_create_refuses_an_existing_run_and_overwrite_replaces_it(tmp_path: Path
     store = RunStore(tmp_path / "r")
     store.create({"v": 1}, "v = 1\n")
     store.append({"event": "epoch", "epoch": 1})
-    store.close()
     store.save_checkpoint({"epoch": 1}, 1)
     store.write_summary({"status": "finished"})
+    with pytest.raises(UsageError, match="being written by pid"):  # its writer still holds it
+        RunStore(tmp_path / "r").create({"v": 2}, "v = 2\n", overwrite=True)
+    store.release(ended=True)
     with pytest.raises(UsageError):
         RunStore(tmp_path / "r").create({"v": 2}, "v = 2\n")
     assert store.read_config() == {"v": 1} and store.read_summary() == {"status": "finished"}
