@@ -27,7 +27,9 @@ from lpc_engine.cli.sweep import report, sweep
 from lpc_engine.cli.render import ProgressView, final_event_status, runs_table, summary_table
 from lpc_engine.config_io import build_config, dumps_toml, read_config_file
 from lpc_engine.errors import StorageError, UsageError
-from lpc_engine.runs.reader import list_runs
+from lpc_engine.runs.control import request
+from lpc_engine.runs.lock import holder, writer_alive
+from lpc_engine.runs.reader import RunReader, list_runs
 from lpc_engine.runs.store import default_run_name, json_safe, run_path
 from lpc_engine.config import RunConfig, to_flat
 from lpc_engine.parallel.distributed import World
@@ -175,6 +177,24 @@ def runs_cmd(runs_dir: str = RunsDir,
     else:
         console = Console()
         console.print(runs_table(runs, console))
+
+
+@app.command("stop")
+def stop_cmd(run_dir: Path = typer.Argument(..., help="The run directory of a running run."),
+             pause: bool = typer.Option(False, "--pause", help="Pause it instead (resume with --resume)."),
+             resume: bool = typer.Option(False, "--resume", help="Resume a paused run.")) -> None:
+    """Ask a running run to stop (it saves a checkpoint first), whoever trains it."""
+    if pause and resume:
+        raise UsageError("stop: give --pause or --resume, not both")
+    if not RunReader(run_dir).exists():
+        raise UsageError(f"stop: {run_dir} is not a run directory (no config.json)")
+    writer = holder(run_dir)
+    if writer is None or not writer_alive(writer):
+        raise UsageError(f"stop: run {run_dir} is not running")
+    what = "pause" if pause else "resume" if resume else "stop"
+    request(run_dir, what)
+    Console(stderr=True).print(f"asked {run_dir} to {what} ({writer.describe()})"
+                               + ("; it saves a checkpoint at its next step" if what == "stop" else ""))
 
 
 @app.command("tui", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

@@ -89,14 +89,14 @@ def runs_table(runs: list[dict[str, Any]], console: Console | None = None) -> Ta
 def _runs_table(runs: list[dict[str, Any]], metrics: bool) -> Table:
     table = Table(title=None, box=None, pad_edge=False)  # no rules: 80 columns hold a default name
     columns = [("name", "left"), ("preset", "left"), ("dataset", "left"), ("epochs", "right"),
-               ("status", "left"), ("test acc", "right")]
+               ("state", "left"), ("test acc", "right")]
     for col, justify in columns + ([("R", "right"), ("‖r‖/‖x‖", "right")] if metrics else []):
         # The name is what --name and --resume take: whole, folded only if wider than the screen.
         table.add_column(col, justify=justify, no_wrap=True,
                          overflow="fold" if col == "name" else "ellipsis")
     for r in runs:
         row = [r["name"], r["preset"], r["dataset"], f"{r['epochs_done']}/{r['epochs']}",
-               r["status"], fmt(r["test_acc"], ".3f")]
+               r.get("state", r["status"]), fmt(r["test_acc"], ".3f")]
         metric_cells = [fmt(r.get("separation_ratio"), ".3g"), fmt(r.get("robustness_mean"), ".3g")]
         table.add_row(*row, *(metric_cells if metrics else []))
     return table

@@ -23,7 +23,7 @@ from lpc_engine.events import EpochEnd
 from lpc_engine.parallel.cores import share_of_cores
 from lpc_engine.runs.reader import RunReader
 from lpc_engine.runs.store import run_path
-from lpc_engine.study.sweep import GridPoint, run_point
+from lpc_engine.study.sweep import GridPoint, job_status, run_point
 
 
 @dataclass
@@ -100,7 +100,7 @@ def _run_inline(sweep_dir: Path, jobs: list[Job], console: Console) -> None:
             except Exception as exc:  # one broken run must not end the sweep
                 status = "error"
                 console.print(f"{job.point.name}: {type(exc).__name__}: {exc}")
-            job.status = "finished" if status == "finished" else "failed"
+            job.status = status if status in ("finished", "done", "taken") else "failed"
             live.update(progress_table(jobs))
             if status == "stopped":  # Ctrl-C or SIGTERM: the sweep stops with the run
                 break
@@ -132,7 +132,7 @@ def _poll(sweep_dir: Path, job: Job) -> None:
     code = job.process.poll() if job.process is not None else None
     if code is not None:
         job.returncode = code
-        job.status = "finished" if code == 0 else "failed"
+        job.status = job_status(code)
 
 
 def progress_table(jobs: list[Job]) -> Table:
@@ -140,7 +140,8 @@ def progress_table(jobs: list[Job]) -> Table:
                   title_justify="left")
     for header in ("run", "status", "epoch", "test acc", "gpu"):
         table.add_column(header, justify="right" if header in ("epoch", "test acc") else "left")
-    style = {"running": "green", "queued": "yellow", "failed": "red", "finished": "cyan", "done": "dim"}
+    style = {"running": "green", "queued": "yellow", "failed": "red", "finished": "cyan", "done": "dim",
+             "taken": "dim"}
     for j in jobs:
         acc = f"{j.test_acc:.3f}" if isinstance(j.test_acc, (int, float)) and math.isfinite(j.test_acc) else "-"
         table.add_row(j.point.name, j.status, f"{j.epoch}/{j.point.cfg.epochs}", acc, j.gpu or "-",

@@ -21,7 +21,7 @@ from rich.live import Live
 from lpc_engine.errors import UsageError
 from lpc_engine.cli.sweep_exec import Job, poll_progress, progress_table
 from lpc_engine.parallel.cores import share_of_cores
-from lpc_engine.study.sweep import GridPoint, run_point
+from lpc_engine.study.sweep import GridPoint, exit_code, job_status, run_point
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class ClusterOptions:
 def point_job(sweep_dir: Path, point: GridPoint, state: str, threads: int | None = None) -> int:
     """The job body on the node: the grid point trained; 0 once it finished.
     `threads`: torch threads, for local jobs sharing this machine's cores."""
-    return 0 if run_point(sweep_dir, point, state, threads=threads) == "finished" else 1
+    return exit_code(run_point(sweep_dir, point, state, threads=threads))
 
 
 def make_executor(folder: Path, opts: ClusterOptions):
@@ -86,4 +86,4 @@ def _follow(sweep_dir: Path, job: Job, handle) -> None:
         except Exception as exc:  # the job died: killed, timed out, node failure
             job.returncode = 1
             job.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        job.status = "finished" if job.returncode == 0 else "failed"
+        job.status = job_status(job.returncode)

@@ -21,7 +21,7 @@ from lpc_engine.cli.app import guarded, train_and_report
 from lpc_engine.cli.processes import stop_with_launcher
 from lpc_engine.config_io import build_config, read_config_file
 from lpc_engine.parallel.group import join_group, leave_group
-from lpc_engine.study.sweep import GridPoint, run_point
+from lpc_engine.study.sweep import GridPoint, exit_code, run_point
 
 MODES = ("new", "resume", "overwrite")
 
@@ -46,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = lambda: build_config(read_config_file(args.config))  # noqa: E731  (errors inside guarded)
     if args.what == "point":
-        return guarded(lambda: 0 if run_point(args.sweep_dir, GridPoint(args.name, cfg()), args.state)
-                       == "finished" else 1)
+        return guarded(lambda: exit_code(run_point(args.sweep_dir, GridPoint(args.name, cfg()), args.state)))
     stop_with_launcher()
     join_group()
     try:

@@ -8,8 +8,8 @@ cluster job), naming its pid, host and start time.
 - On another host (a shared filesystem, where flock may not reach across
   machines) the holder is judged by its heartbeat: the writer touches the
   file every HEARTBEAT_SECONDS, and one silent for STALE_SECONDS is gone.
-- The file is removed when the writer ends the run cleanly; one left behind
-  by a writer that is gone marks the run `stale`.
+- The writer removes the file when it lets go, however its run ended; one
+  left behind (a writer killed, a machine that went down) marks the run `stale`.
 - Readers never take the lock: `holder` and `writer_alive` only read the file.
 """
 
@@ -109,14 +109,12 @@ class RunLock:
             except OSError:
                 pass  # a folder that stopped taking writes: the training loop reports it
 
-    def release(self, remove: bool) -> None:
-        """Let go; `remove` the file when the run ended cleanly (a stop, a
-        finish), so that a file left behind means its writer died."""
+    def release(self) -> None:
+        """Let go, removing the file: one left behind means its writer died."""
         if self._fd is None:
             return
         self._stop.set()
-        if remove:
-            self.path.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)
         os.close(self._fd)  # closing the descriptor releases the flock
         self._fd = None
 

@@ -18,6 +18,7 @@ from typing import Any
 from lpc_engine.errors import UsageError
 from lpc_engine.events import EpochEnd, Event, LatentSample, MetricsComputed, RobustnessComputed, from_json
 from lpc_engine.runs.latents import latent_files, read_latent_sample
+from lpc_engine.runs.lock import holder, writer_alive
 
 
 def _parse(lines: list[bytes]) -> list[dict[str, Any]]:
@@ -124,33 +125,87 @@ def _finite_or_none(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
-    """One row per run directory under `runs_dir`, newest first; a run whose
-    config cannot be read is listed as "unreadable", not hidden."""
-    runs = []
-    root = Path(runs_dir)
-    if not root.is_dir():
-        return runs
-    for run_dir in root.iterdir():
-        run = RunReader(run_dir)
-        if run_dir.name.startswith(".") or not run.exists():  # .NAME.new*: a run being made
-            continue
-        epochs = run.epoch_rows()
-        last = epochs[-1] if epochs else None
+STATES = ("running", "stopped", "finished", "diverged", "failed", "stale")
+_ENDED = {"finished": "finished", "stopped": "stopped", "diverged": "diverged"}
+
+
+def run_state(run_dir: str | Path, summary: dict[str, Any] | None) -> str:
+    """running (a writer holds the lock, lock.py), stale (a lock file whose
+    writer is gone, or no last row at all), or how the run ended: stopped,
+    finished, diverged, failed."""
+    h = holder(run_dir)
+    if h is not None:
+        return "running" if writer_alive(h) else "stale"
+    status = (summary or {}).get("status")
+    return "stale" if status is None else _ENDED.get(status, "failed")
+
+
+_SKIP = {"checkpoints", "latents", "tensorboard"}  # folders inside a run
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    """Every run directory under `root`, at any depth (a sweep's runs one level
+    down); hidden folders (.NAME.new*: a run being made, .configs, .logs) and
+    a run's own folders are not entered."""
+    found: list[Path] = []
+    stack = [Path(root)]
+    while stack:
+        folder = stack.pop()
         try:
-            config = run.config()
-            preset, dataset = config["model"]["preset"], config["data"]["dataset"]
-            total, summary = config["epochs"], run.summary() or {}
-        except (UsageError, ValueError, KeyError, TypeError):
-            preset = dataset = "?"
-            total, summary = 0, {"status": "unreadable"}
-        runs.append({
-            "name": run_dir.name, "preset": preset, "dataset": dataset,
-            "epochs_done": last.epoch if last else 0, "epochs": total,
-            "status": summary.get("status", "incomplete"),
-            "test_acc": summary.get("test_acc", _finite_or_none(last.test_acc) if last else None),
-            "separation_ratio": (summary.get("metrics") or {}).get("separation_ratio"),
-            "robustness_mean": (summary.get("robustness") or {}).get("robustness_mean"),
-            "mtime": run_dir.stat().st_mtime,
-        })
+            children = [c for c in folder.iterdir() if c.is_dir() and not c.name.startswith(".")]
+        except OSError:
+            continue
+        for child in children:
+            if (child / "config.json").is_file():
+                found.append(child)
+            elif child.name not in _SKIP:
+                stack.append(child)
+    return found
+
+
+def _last_epoch_row(path: Path, tail: int = 1 << 16) -> EpochEnd | None:
+    """The last epoch row of an events.jsonl, from its last 64 kB (rows are
+    short): listing hundreds of growing runs reads little."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - tail))
+            lines = f.read().splitlines()[1 if size > tail else 0:]
+    except OSError:
+        return None
+    rows = [e for e in typed(_parse(lines)) if isinstance(e, EpochEnd)]
+    return rows[-1] if rows else None
+
+
+def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
+    """One row per run directory under `runs_dir` (at any depth), newest first;
+    `name` is the path below `runs_dir` (sweep-digits/lpc-s0), `group` its
+    folder ("" at the top). A run whose config cannot be read is listed as
+    "unreadable", not hidden."""
+    root = Path(runs_dir)
+    runs = [_row(root, run_dir) for run_dir in find_runs(root)] if root.is_dir() else []
     return sorted(runs, key=lambda r: r["mtime"], reverse=True)
+
+
+def _row(root: Path, run_dir: Path) -> dict[str, Any]:
+    run = RunReader(run_dir)
+    last = _last_epoch_row(run.events_path)
+    try:
+        config = run.config()
+        preset, dataset = config["model"]["preset"], config["data"]["dataset"]
+        total, summary = config["epochs"], run.summary() or {}
+        state = run_state(run_dir, summary or None)
+    except (UsageError, ValueError, KeyError, TypeError):
+        preset = dataset = "?"
+        total, summary, state = 0, {"status": "unreadable"}, "failed"
+    relative = run_dir.relative_to(root)
+    return {
+        "name": relative.as_posix(), "group": relative.parent.as_posix() if relative.parent.parts else "",
+        "preset": preset, "dataset": dataset,
+        "epochs_done": last.epoch if last else 0, "epochs": total,
+        "status": summary.get("status", "incomplete"), "state": state,
+        "test_acc": summary.get("test_acc", _finite_or_none(last.test_acc) if last else None),
+        "separation_ratio": (summary.get("metrics") or {}).get("separation_ratio"),
+        "robustness_mean": (summary.get("robustness") or {}).get("robustness_mean"),
+        "mtime": run_dir.stat().st_mtime,
+    }

@@ -189,11 +189,12 @@ class RunStore:
         if not self.lock.held:
             self.notice = self.lock.acquire()
 
-    def release(self, ended: bool) -> None:
-        """Close events.jsonl and let go of the lock; `ended`: the run wrote
-        its last row, so no lock file is left to mark it stale."""
+    def release(self) -> None:
+        """Close events.jsonl and let go of the lock (its file removed: only
+        a writer that died without getting here leaves one, marking the run
+        stale)."""
         self.close()
-        self.lock.release(remove=ended)
+        self.lock.release()
 
     def read_events(self) -> list[dict[str, Any]]:
         return read_rows(self.events_path)

@@ -10,11 +10,14 @@ last checkpoint, and restarts those that never saved one.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from lpc_engine.config import RunConfig, continues, leaf_fields, resumable_part
 from lpc_engine.config_io import build_config, config_from_dict
@@ -118,13 +121,54 @@ def point_state(sweep_dir: Path, point: GridPoint) -> str:
 def run_point(sweep_dir: Path, point: GridPoint, state: str,
               on_event: Callable[[Event], None] = lambda event: None, threads: int | None = None) -> str:
     """Train one grid point, whatever runs it (this process, a `--jobs`
-    process, a submitit job); its final status. `state` is point_state's:
-    a resume keeps the saved run and takes what a resume may change (more
+    process, a submitit job); its final status, or "taken" when another
+    sweep over the same folder holds the point, "done" when one finished it.
+    `state` is point_state's, looked at again once the point is claimed. A
+    resume keeps the saved run and takes what a resume may change (more
     epochs, the device, the precision) from the point's config. Ctrl-C and
     SIGTERM stop it with a checkpoint; `threads`: torch threads meanwhile."""
-    run_dir = run_path(sweep_dir, point.name)
-    cfg = resume_config(run_dir, **resumable_part(point.cfg)) if state == "resume" else point.cfg
-    with torch_threads(threads):
-        events = train_headless(cfg, run_dir, resume=state == "resume", overwrite=state == "restart")
-        last = last_of(events, on_event)
+    with _claim(sweep_dir, point.name) as claimed:
+        if not claimed:
+            return "taken"
+        state = point_state(sweep_dir, point)  # another sweep may have got there first
+        if state == "done":
+            return "done"
+        run_dir = run_path(sweep_dir, point.name)
+        cfg = resume_config(run_dir, **resumable_part(point.cfg)) if state == "resume" else point.cfg
+        with torch_threads(threads):
+            events = train_headless(cfg, run_dir, resume=state == "resume", overwrite=state == "restart")
+            last = last_of(events, on_event)
     return getattr(last, "status", "error")
+
+
+# A grid point's process exits with these (cli/worker.py, submitit's point_job).
+TAKEN_EXIT = 75  # another sweep over the folder holds the point (EX_TEMPFAIL)
+
+
+def exit_code(status: str) -> int:
+    """The exit code of a process that trained one point to `status`."""
+    return {"finished": 0, "done": 0, "taken": TAKEN_EXIT}.get(status, 1)
+
+
+def job_status(code: int) -> str:
+    """A point process's outcome from its exit code: finished, taken or failed."""
+    return "finished" if code == 0 else "taken" if code == TAKEN_EXIT else "failed"
+
+
+@contextmanager
+def _claim(sweep_dir: Path, name: str) -> Iterator[bool]:
+    """Hold SWEEP/.claims/NAME (an OS file lock) while this process trains
+    the point, so that two sweeps over one folder never both create or
+    resume it; False if another process holds it."""
+    folder = Path(sweep_dir) / ".claims"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / name, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lpc_engine.config import RunConfig
-from lpc_engine.events import Event
+from lpc_engine.events import Alert, Event
 from lpc_engine.parallel.distributed import World
 from lpc_engine.training.signals import StopOnSignals
-from lpc_engine.training.train import Control, train
+from lpc_engine.training.train import MERGE_ALERT, Control, train
 
 PAUSE_NOTICE = ("merge policy 'pause' with no one to resume: stopping with a checkpoint; "
                 "continue with --resume")
@@ -44,8 +44,8 @@ def _stoppable(events: Iterator[Event], control: Control,
     with StopOnSignals(stop, notify):
         for event in events:
             yield event
-            if control.pause.is_set():
-                notify(PAUSE_NOTICE)
+            if isinstance(event, Alert) and event.code == MERGE_ALERT and control.pause.is_set():
+                notify(PAUSE_NOTICE)  # a pause asked through the run folder waits for its resume
                 control.stop.set()
                 control.pause.clear()
 

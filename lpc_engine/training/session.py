@@ -63,7 +63,6 @@ class Session:
     metrics: dict[str, float] = field(default_factory=dict)  # the latest MetricsComputed
     robustness: dict[str, Any] = field(default_factory=dict)  # the final RobustnessComputed
     notices: list[Event] = field(default_factory=list)  # alerts of the set-up, sent after RunStarted
-    ended: bool = False  # the run's last row (finished, stopped, failed) is written
 
     def emit(self, event: Event) -> Event:
         """Record `event` in the run store (if any) and hand it back."""
@@ -162,7 +161,7 @@ def open_session(cfg: RunConfig, run_dir: str | Path | None, resume: ResumePoint
             store.create(to_dict(cfg), dumps_toml(cfg), overwrite=overwrite)
     except BaseException:
         if store is not None:  # nothing trained: let go of the run as it was
-            store.release(ended=True)
+            store.release()
         raise
     if store is not None and store.notice:
         session.notices.append(Alert(epoch=0, code="lock_taken_over", message=store.notice))

@@ -35,6 +35,7 @@ from lpc_engine.events import (Alert, EpochEnd, Event, MetricsComputed, Robustne
                      RunFailed, RunFinished, RunStarted)
 from lpc_engine.training.measure import model_metrics, latent_sample, robustness
 from lpc_engine.training.session import ResumePoint, Session, open_session, pick_device
+from lpc_engine.runs.control import ControlWatcher
 from lpc_engine.runs.latents import write_latent_sample
 from lpc_engine.runs.store import RunStore
 from lpc_engine.training.summary import make_summary
@@ -67,11 +68,15 @@ def train(cfg: RunConfig, control: Control | None = None, run_dir: str | Path | 
         cfg, point = _resume_point(cfg, run_dir)
     world.barrier()  # every process has read its checkpoint before rank 0 tidies the folder
     s = open_session(resolve(cfg), run_dir, point, overwrite, world)
+    # Stop and pause requests through the run folder (runs/control.py), for rank 0 to act on.
+    watcher = ControlWatcher(s.store.dir, control) if s.store is not None else None
     try:
         yield from _run(s, control, resume, run_dir, world)
     finally:
+        if watcher is not None:
+            watcher.close()
         if s.store is not None:
-            s.store.release(ended=s.ended)
+            s.store.release()
 
 
 def _run(s: Session, control: Control, resume: bool, run_dir: str | Path | None,
@@ -184,6 +189,9 @@ def _attack(s: Session, epoch: int) -> Iterator[Event]:
     yield s.emit(RobustnessComputed(epoch=epoch, table=s.robustness))
 
 
+MERGE_ALERT = "merge_at_origin"
+
+
 def _watch_merge(s: Session, row: EpochEnd, control: Control) -> Iterator[Event]:
     """Alert when classes merge at the origin, and apply the config's policy."""
     if not (s.preset.penalty and s.watch.update(row.train_acc, row.latent_norm_mean)):
@@ -194,7 +202,7 @@ def _watch_merge(s: Session, row: EpochEnd, control: Control) -> Iterator[Event]
         control.pause.set()
     if policy == "hold":
         s.gamma_hold = row.gamma if s.gamma_hold is None else min(s.gamma_hold, row.gamma)
-    yield s.emit(Alert(epoch=row.epoch, code="merge_at_origin", message=(
+    yield s.emit(Alert(epoch=row.epoch, code=MERGE_ALERT, message=(
         f"classes are merging at the origin: train accuracy {row.train_acc:.1%}, "
         f"latent norm {row.latent_norm_mean:.3g} at gamma {row.gamma:.3g}.{action}")))
 
@@ -238,5 +246,4 @@ def _end(s: Session, status: str, epoch: int, began: float) -> Event:
     if s.store is not None:
         s.store.append(event.to_json())
         s.store.write_summary(summary)
-    s.ended = True
     return event

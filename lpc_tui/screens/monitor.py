@@ -63,10 +63,14 @@ class MonitorPane(Vertical):
         now = time.monotonic()
         if not force and now - self.drawn_at < max(MIN_SECONDS, cost / CHART_DUTY):
             return
+        curves = curve_series(h)
+        plots = {plot_id: self.query(f"#{plot_id}") for plot_id in curves}
+        if not all(plots.values()):  # shown before its tabs were mounted (a loaded machine): next tick
+            return
         self.drawn_version, self.drawn_at = h.version, now
         x_max = h.epochs or None
-        for plot_id, series in curve_series(h).items():
-            self.query_one(f"#{plot_id}", SeriesPlot).show(series, x_max)
+        for plot_id, series in curves.items():
+            plots[plot_id].first(SeriesPlot).show(series, x_max)
         self.query_one("#nodes", NodeHistograms).show(h.latents)
         self.query_one("#metrics", Static).update(metrics_table(h.metrics, h.metrics_epoch))
         self.query_one("#codebook", Static).update(codebook_text(h.latents))

@@ -162,7 +162,7 @@ def test_parallel_jobs_run_as_processes(tmp_path, capsys) -> None:
     code, out, _ = lpc(capsys, "sweep", "--presets", "lpc,nopen", "--seeds", "0", "--dataset", "synthetic",
                        "--epochs", "2", "--device", "cpu", "--set", "robustness_samples=20",
                        "--runs-dir", tmp_path, "--name", "p", "--jobs", "2", "--json")
-    assert code == 0 and json.loads(out) == {"sweep_dir": str(tmp_path / "p"), "runs": 2, "ran": 2, "failed": []}
+    assert code == 0 and json.loads(out) == {"sweep_dir": str(tmp_path / "p"), "runs": 2, "ran": 2, "failed": [], "taken": []}
     for name in ("lpc-s0", "nopen-s0"):
         assert json.loads((tmp_path / "p" / name / "summary.json").read_text())["status"] == "finished"
     assert (tmp_path / "p" / ".logs" / "lpc-s0.log").is_file()
@@ -175,7 +175,7 @@ def test_submitit_local_executor_runs_a_small_grid(tmp_path, capsys) -> None:
                          "--dataset", "synthetic", "--epochs", "2", "--device", "cpu",
                          "--set", "robustness_samples=20", "--runs-dir", tmp_path, "--name", "sub", "--json")
     assert code == 0, err
-    assert json.loads(out) == {"sweep_dir": str(tmp_path / "sub"), "runs": 3, "ran": 3, "failed": []}
+    assert json.loads(out) == {"sweep_dir": str(tmp_path / "sub"), "runs": 3, "ran": 3, "failed": [], "taken": []}
     for name in ("lpc-s0", "nopen-s0", "linpen-s0"):
         rows = read_events(tmp_path / "sub" / name / "events.jsonl")
         assert [r["epoch"] for r in rows if r["event"] == "epoch"] == [1, 2]

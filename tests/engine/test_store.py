@@ -139,7 +139,7 @@ def test_create_refuses_an_existing_run_and_overwrite_replaces_it(tmp_path: Path
     store.write_summary({"status": "finished"})
     with pytest.raises(UsageError, match="being written by pid"):  # its writer still holds it
         RunStore(tmp_path / "r").create({"v": 2}, "v = 2\n", overwrite=True)
-    store.release(ended=True)
+    store.release()
     with pytest.raises(UsageError):
         RunStore(tmp_path / "r").create({"v": 2}, "v = 2\n")
     assert store.read_config() == {"v": 1} and store.read_summary() == {"status": "finished"}
