@@ -19,6 +19,7 @@ from textual.widgets import ContentSwitcher, Footer, Static, TabbedContent
 
 from lpc_engine.errors import UsageError
 from lpc_engine.events import Alert, Event, RunFailed, RunFinished
+from lpc_engine.runs.control import request
 from lpc_engine.training.runner import BackgroundRun, threads_beside_ui
 from lpc_engine.training.train import resume_config, train
 
@@ -32,6 +33,7 @@ from lpc_tui.screens.dialogs import ConfirmQuit, HelpScreen
 from lpc_tui.screens.monitor import MonitorPane
 from lpc_tui.screens.results import ResultsPane
 from lpc_tui.screens.runs import RunsPane
+from lpc_tui.follow import POLL_SECONDS, Follower, Update
 from lpc_tui.status import event_line, status_line
 
 REDRAW_SECONDS = 0.2  # the tick: 5 redraws a second at most (DESIGN.md: about 10); 10 cost 10% of a digits run
@@ -60,6 +62,7 @@ class LpcApp(App):
         self.train_fn = train_fn
         self.job: BackgroundRun | None = None
         self.history = RunHistory()
+        self.followed: Follower | None = None  # a run another process writes, shown in the monitor
         self.quitting = False
         self.status_text = ""
 
@@ -78,7 +81,43 @@ class LpcApp(App):
 
     def on_mount(self) -> None:
         self.set_interval(REDRAW_SECONDS, self.redraw)
+        self.set_interval(POLL_SECONDS, self._poll_followed)
         self.redraw()
+
+    # a run another process writes ---------------------------------------------
+    def on_runs_pane_follow_requested(self, message: RunsPane.FollowRequested) -> None:
+        if self.active:
+            self.notify("a run is active here: the monitor shows it (x stops it)", severity="warning")
+            return
+        follower = Follower(message.run_dir)
+        try:
+            history = follower.start()
+        except UsageError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.followed, self.history = follower, history
+        self.monitor.log_line(f"[b]following[/b] {message.run_dir} ({history.status})")
+        self.action_pane("monitor")
+
+    def _poll_followed(self) -> None:
+        if self.followed is not None and not self.active:
+            self.run_worker(self._look, thread=True, exclusive=True, group="follow")
+
+    def _look(self) -> None:
+        """On a worker thread: read the folder, hand what was found to the loop."""
+        follower = self.followed
+        if follower is not None:
+            update = follower.look()
+            self.call_from_thread(self._followed_update, follower, update)
+
+    def _followed_update(self, follower: Follower, update: Update) -> None:
+        if follower is not self.followed:
+            return  # another run was opened meanwhile
+        Follower.apply(self.history, update)
+        for event in update.events:
+            line = event_line(event)
+            if line:
+                self.monitor.log_line(line)
 
     # the run ----------------------------------------------------------------
     @property
@@ -116,7 +155,7 @@ class LpcApp(App):
                      history_from_disk(message.run_dir))
 
     def _launch(self, run: BackgroundRun, history: RunHistory) -> None:
-        self.job, self.history = run, history
+        self.job, self.history, self.followed = run, history, None
         history.status = "starting"
         self.monitor.log_line(f"[b]starting[/b] {history.name}")
         self.action_pane("monitor")
@@ -149,7 +188,12 @@ class LpcApp(App):
             self.exit()
 
     def action_pause(self) -> None:
-        if not self.active:
+        if not self.active and self._followed_running():
+            paused = self.history.status == "paused"
+            request(self.followed.dir, "resume" if paused else "pause")
+            self.history.status = "running" if paused else "paused"
+            self.notify(f"asked {self.followed.dir.name} to {'resume' if paused else 'pause'}")
+        elif not self.active:
             self.notify("no active run", severity="warning")
         elif self.job.paused:
             self.job.resume()
@@ -158,11 +202,18 @@ class LpcApp(App):
         self.redraw()
 
     def action_stop(self) -> None:
+        if not self.active and self._followed_running():
+            request(self.followed.dir, "stop")
+            self.notify(f"asked {self.followed.dir.name} to stop: it saves a checkpoint first")
+            return
         if not self.active:
             self.notify("no active run", severity="warning")
             return
         self.job.stop()
         self.notify("stopping: a checkpoint is saved first")
+
+    def _followed_running(self) -> bool:
+        return self.followed is not None and self.history.status in ("running", "paused")
 
     # views ------------------------------------------------------------------
     def redraw(self, force: bool = False) -> None:

@@ -82,15 +82,19 @@ def sweep(
     else:
         run_submitit(sweep_dir, todo, ClusterOptions(executor, partition, gpus, cpus, time_limit), stderr)
     failed = [j.point.name for j in todo if j.status == "failed"]
+    stopped = [j.point.name for j in todo if j.status == "stopped"]
     taken = [j.point.name for j in todo if j.status == "taken"]
     if taken:
         stderr.print(f"{len(taken)} run(s) trained by another sweep over {sweep_dir}: {', '.join(taken)}")
     if as_json:
         sys.stdout.write(json.dumps({"sweep_dir": str(sweep_dir), "runs": len(todo),
                                      "ran": sum(j.state != "done" for j in todo), "failed": failed,
-                                     "taken": taken}) + "\n")
+                                     "taken": taken, **({"stopped": stopped} if stopped else {})}) + "\n")
+    if stopped:
+        stderr.print(f"stopped: {', '.join(stopped)} (a checkpoint saved); rerun the sweep to resume")
     if failed:
         stderr.print(f"{len(failed)} run(s) failed; logs in {sweep_dir / '.logs'}; rerun the sweep to retry")
+    if failed or stopped:
         raise typer.Exit(1)
 
 

@@ -100,7 +100,7 @@ def _run_inline(sweep_dir: Path, jobs: list[Job], console: Console) -> None:
             except Exception as exc:  # one broken run must not end the sweep
                 status = "error"
                 console.print(f"{job.point.name}: {type(exc).__name__}: {exc}")
-            job.status = status if status in ("finished", "done", "taken") else "failed"
+            job.status = status if status in ("finished", "done", "taken", "stopped") else "failed"
             live.update(progress_table(jobs))
             if status == "stopped":  # Ctrl-C or SIGTERM: the sweep stops with the run
                 break
@@ -141,7 +141,7 @@ def progress_table(jobs: list[Job]) -> Table:
     for header in ("run", "status", "epoch", "test acc", "gpu"):
         table.add_column(header, justify="right" if header in ("epoch", "test acc") else "left")
     style = {"running": "green", "queued": "yellow", "failed": "red", "finished": "cyan", "done": "dim",
-             "taken": "dim"}
+             "taken": "dim", "stopped": "yellow"}
     for j in jobs:
         acc = f"{j.test_acc:.3f}" if isinstance(j.test_acc, (int, float)) and math.isfinite(j.test_acc) else "-"
         table.add_row(j.point.name, j.status, f"{j.epoch}/{j.point.cfg.epochs}", acc, j.gpu or "-",

@@ -141,18 +141,20 @@ def run_point(sweep_dir: Path, point: GridPoint, state: str,
     return getattr(last, "status", "error")
 
 
-# A grid point's process exits with these (cli/worker.py, submitit's point_job).
-TAKEN_EXIT = 75  # another sweep over the folder holds the point (EX_TEMPFAIL)
+# A grid point's process exits with these (cli/worker.py, submitit's point_job):
+# 0 finished (or done by another), 75 taken by another sweep over the folder,
+# 76 stopped with a checkpoint (a request, a signal), 1 anything else.
+_EXIT = {"finished": 0, "done": 0, "taken": 75, "stopped": 76}
 
 
 def exit_code(status: str) -> int:
     """The exit code of a process that trained one point to `status`."""
-    return {"finished": 0, "done": 0, "taken": TAKEN_EXIT}.get(status, 1)
+    return _EXIT.get(status, 1)
 
 
 def job_status(code: int) -> str:
-    """A point process's outcome from its exit code: finished, taken or failed."""
-    return "finished" if code == 0 else "taken" if code == TAKEN_EXIT else "failed"
+    """A point process's outcome from its exit code: finished, taken, stopped or failed."""
+    return {0: "finished", 75: "taken", 76: "stopped"}.get(code, "failed")
 
 
 @contextmanager

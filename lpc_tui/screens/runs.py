@@ -1,6 +1,8 @@
-"""Runs pane: the runs in the runs directory; open one to see its curves
-from events.jsonl, mark several (space) to overlay their curves and compare
-their numbers, resume an unfinished one (R)."""
+"""Runs pane: every run in the runs directory, at any depth (a sweep's runs
+together), with its state, refreshed every few seconds off the event loop;
+open one to see its curves here and follow it in the monitor (Enter), mark
+several (space) to overlay their curves and compare their numbers, resume a
+stopped one (R)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from lpc_tui.widgets.plots import Series, SeriesPlot
 from lpc_tui.widgets.tables import fmt
 
 COLORS = ("cyan", "magenta", "green", "yellow", "blue", "red", "white")
-COLUMNS = ("", "name", "status", "test acc", "R", "robust.", "epochs", "preset", "dataset")
+REFRESH_SECONDS = 2.0
+COLUMNS = ("", "name", "state", "test acc", "R", "robust.", "epochs", "preset", "dataset")
 
 
 class RunsPane(Vertical):
@@ -35,6 +38,13 @@ class RunsPane(Vertical):
             super().__init__()
             self.run_dir = run_dir
 
+    class FollowRequested(Message):
+        """Enter on a run: show it in the monitor, following it as it grows."""
+
+        def __init__(self, run_dir: Path) -> None:
+            super().__init__()
+            self.run_dir = run_dir
+
     def __init__(self, runs_dir: str | Path, **kwargs):
         super().__init__(**kwargs)
         self.runs_dir = Path(runs_dir)
@@ -43,7 +53,7 @@ class RunsPane(Vertical):
         self.opened: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("Enter open · Space mark · v compare marked (Tables I, II, IV) · R resume · g reload",
+        yield Static("Enter monitor · Space mark · v compare (Tables I, II, IV) · R resume · g reload",
                      id="runs-hint")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         with Grid(id="runs-curves"):
@@ -56,18 +66,44 @@ class RunsPane(Vertical):
         for column in COLUMNS:
             table.add_column(column, key=column or "mark")
         self.action_reload()
+        self.set_interval(REFRESH_SECONDS, self._refresh)
 
     def action_reload(self) -> None:
-        table = self.query_one(DataTable)
-        table.clear()
         self.loaded.clear()
-        for run in list_runs(self.runs_dir):
-            table.add_row("●" if run["name"] in self.marked else " ", run["name"], run["status"],
-                          fmt(run["test_acc"]), fmt(run["separation_ratio"]), fmt(run["robustness_mean"]),
-                          f"{run['epochs_done']}/{run['epochs']}", run["preset"], run["dataset"],
-                          key=run["name"])
+        self._show(list_runs(self.runs_dir))
+
+    def _refresh(self) -> None:
+        """Every few seconds, the store listed again on a worker thread (the
+        event loop never waits on the disk), the table updated in place."""
+        self.run_worker(self._list, thread=True, exclusive=True, group="runs-refresh")
+
+    def _list(self) -> None:
+        runs = list_runs(self.runs_dir)
+        self.app.call_from_thread(self._show, runs)
+
+    def _show(self, runs: list[dict]) -> None:
+        table = self.query_one(DataTable)
+        order = sorted(runs, key=lambda r: (r["group"], -r["mtime"]))  # a sweep's runs together
+        rows = {r["name"]: self._cells(r) for r in order}
+        if list(rows) != [str(k.value) for k in table.rows]:
+            cursor = self._cursor_name()
+            table.clear()
+            for name, cells in rows.items():
+                table.add_row(*cells, key=name)
+            if cursor in rows:
+                table.move_cursor(row=list(rows).index(cursor))
+        else:
+            for name, cells in rows.items():
+                for column, cell in zip(COLUMNS, cells):
+                    if table.get_cell(name, column or "mark") != cell:
+                        table.update_cell(name, column or "mark", cell)
         if table.row_count and self.opened is None:
             self.action_open()
+
+    def _cells(self, run: dict) -> tuple[str, ...]:
+        return ("●" if run["name"] in self.marked else " ", run["name"], run["state"],
+                fmt(run["test_acc"]), fmt(run["separation_ratio"]), fmt(run["robustness_mean"]),
+                f"{run['epochs_done']}/{run['epochs']}", run["preset"], run["dataset"])
 
     def _cursor_name(self) -> str | None:
         table = self.query_one(DataTable)
@@ -82,6 +118,8 @@ class RunsPane(Vertical):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_open()
+        if self.opened is not None:
+            self.post_message(self.FollowRequested(self.runs_dir / self.opened))
 
     def action_open(self) -> None:
         self.opened = self._cursor_name()
