@@ -158,7 +158,7 @@ class RunsPane(Vertical):
         histories = [(n, self.history(n)) for n in names]
         x_max = max((h.epochs for _, h in histories), default=0) or None
         for plot_id, key in (("runs-acc", "test_acc"), ("runs-norm", "latent_norm_mean")):
-            series = [Series(n[:16], *h.series(key), color=COLORS[i % len(COLORS)])
+            series = [Series(Path(n).name[:16], *h.series(key), color=COLORS[i % len(COLORS)])
                       for i, (n, h) in enumerate(histories)]
             self.query_one(f"#{plot_id}", SeriesPlot).show(series, x_max)
         self.query_one("#runs-compare", Static).update(compare_table(histories))
