@@ -51,8 +51,8 @@ class ModelConfig:
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = _f("digits", "dataset name")
-    data_dir: str = _f("", "folder of a torchvision dataset, or the .npz file")
-    download: bool = _f(False, "let torchvision download the dataset into data_dir")
+    data_dir: str = _f("", "folder of a torchvision dataset, or the .npz file", label="data dir")
+    download: bool = _f(False, "let torchvision download the dataset into data_dir", label="download")
     augment: bool = _f(True, "random crop (and flip where it fits), app. C")
     batch_size: int = _f(128, "samples per optimizer step", 1, 1 << 20, label="batch")
 

@@ -20,6 +20,7 @@ from textual.widgets import ContentSwitcher, Footer, Static, TabbedContent
 from lpc_engine.errors import UsageError
 from lpc_engine.events import Alert, Event, RunFailed, RunFinished
 from lpc_engine.runs.control import request
+from lpc_engine.runs.reader import RunReader
 from lpc_engine.training.runner import BackgroundRun, threads_beside_ui
 from lpc_engine.training.train import resume_config, train
 
@@ -34,7 +35,7 @@ from lpc_tui.screens.monitor import MonitorPane
 from lpc_tui.screens.results import ResultsPane
 from lpc_tui.screens.runs import RunsPane
 from lpc_tui.follow import POLL_SECONDS, Follower, Update
-from lpc_tui.status import event_line, status_line
+from lpc_tui.status import event_line, sentence, status_line
 
 REDRAW_SECONDS = 0.2  # the tick: 5 redraws a second at most (DESIGN.md: about 10); 10 cost 10% of a digits run
 
@@ -52,6 +53,7 @@ class LpcApp(App):
         Binding("escape", "leave_field", show=False),
         Binding("1", "tab('curves')", show=False), Binding("2", "tab('nodes')", show=False),
         Binding("3", "tab('metrics')", show=False), Binding("4", "tab('log')", show=False),
+        Binding("comma", "latents(-1)", show=False), Binding("full_stop", "latents(1)", show=False),
     ]
 
     def __init__(self, runs_dir: str | Path = "runs", file_values: dict[str, Any] | None = None,
@@ -181,7 +183,8 @@ class LpcApp(App):
         self.results.show(self.history)
         self.runs.action_reload()
         if isinstance(event, RunFailed):
-            self.notify(event.error or event.status, title=f"run {event.status}", severity="error", timeout=15)
+            self.notify(sentence(event.error) or event.status, title=f"run {event.status}", severity="error",
+                        timeout=15)
         elif event.status == "finished":
             self.action_pane("results")
         if self.quitting:
@@ -238,6 +241,26 @@ class LpcApp(App):
     def action_tab(self, name: str) -> None:
         if self.switcher.current == "monitor":
             self.monitor.query_one(TabbedContent).active = f"tab-{name}"
+
+    def action_latents(self, step: int) -> None:
+        """, and . in the monitor: the node histograms and codebook of the
+        previous or next measured epoch, from the run's latents on disk (Fig. 4 over time)."""
+        h = self.history
+        if self.switcher.current != "monitor" or not h.run_dir:
+            return
+        reader = RunReader(h.run_dir)
+        epochs = reader.latent_epochs()
+        if not epochs:
+            self.notify("no latent samples on disk for this run yet", severity="warning")
+            return
+        now = h.latents.epoch if h.latents is not None else epochs[-1]
+        later = [e for e in epochs if (e > now if step > 0 else e < now)]
+        if not later:
+            self.notify(f"epoch {now} is the {'last' if step > 0 else 'first'} measured one")
+            return
+        h.latents = reader.latent_sample(later[0] if step > 0 else later[-1])
+        h.version += 1
+        self.monitor.draw(h, force=True)
 
     def action_leave_field(self) -> None:
         """Esc in a form field: give the letter keys back to the app."""

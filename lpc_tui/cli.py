@@ -25,10 +25,14 @@ def tui(
     dataset: Optional[str] = typer.Option(None, help="Dataset to start from."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML (or JSON) file of config fields."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
+    data_dir: Optional[str] = typer.Option(None, help="Dataset folder (torchvision) or .npz file."),
+    download: Optional[bool] = typer.Option(None, "--download/--no-download",
+                                            help="Let torchvision download the dataset into the data dir."),
 ) -> None:
     """Open the app; the configure pane starts from these options."""
     file_values = read_config_file(config) if config else None
-    flags = {k: v for k, v in dict(preset=preset, dataset=dataset, device=device).items() if v is not None}
+    flags = {k: v for k, v in dict(preset=preset, dataset=dataset, device=device, data_dir=data_dir,
+                                   download=download).items() if v is not None}
     build_config(file_values, flags)  # bad options fail here, before the screen is taken over
     from lpc_tui.app import LpcApp  # Textual loads only once the options are known good
     LpcApp(runs_dir=runs_dir, file_values=file_values, flags=flags).run()

@@ -8,14 +8,16 @@ dataset brings that dataset's recipe (epochs, gamma cap, ...) along.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lpc_engine.model.backbones import BACKBONES
 from lpc_engine.config import (GAMMA_CAPS, GAMMA_SCHEDULES, LR_SCHEDULES, MERGE_POLICIES, PRECISIONS,
                                PROFILES, RunConfig, check_range, leaf_fields, to_flat)
 from lpc_engine.config_io import build_config
-from lpc_engine.data.datasets import DATASETS
+from lpc_engine.data.datasets import DATASETS, EMBEDDED
 from lpc_engine.errors import ConfigError
 from lpc_engine.presets import PRESETS
 
@@ -48,6 +50,8 @@ FORM_FIELDS: tuple[FormField, ...] = (
     FormField("preset", _presets()),
     FormField("dataset", _plain(DATASETS)),
     FormField("profile", _plain(PROFILES)),
+    FormField("data_dir"),
+    FormField("download", (("False", "no"), ("True", "yes: torchvision fetches it"))),
     FormField("backbone", _plain(BACKBONES)),
     FormField("latent_dim"),
     FormField("epochs"),
@@ -76,6 +80,7 @@ class FormModel:
     file_values: dict[str, Any] | None = None
     flags: dict[str, Any] = field(default_factory=dict)
     edits: dict[str, str] = field(default_factory=dict)
+    resolved: RunConfig | None = None  # the last config the layers gave, shown while a field is wrong
 
     def edit(self, name: str, raw: str) -> None:
         self.edits[name] = raw.strip()
@@ -93,16 +98,32 @@ class FormModel:
         if errors:
             return None, errors
         try:
-            return build_config(self.file_values, {**self.flags, **parsed}), {}
+            cfg = build_config(self.file_values, {**self.flags, **parsed})
         except ConfigError as exc:
             name = str(exc).split(":", 1)[0]
             key = name if name in FIELD_NAMES else ""
             return None, {key: _reason(name, str(exc)) if key else str(exc)}
+        self.resolved = cfg
+        if cfg.data.dataset not in EMBEDDED and not cfg.data.data_dir:
+            return None, {"data_dir": f"{cfg.data.dataset} is read from a folder: give its data dir "
+                                      "(and download: yes to fetch it there)"}
+        return _absolute_data_dir(cfg), {}
 
     def shown(self, cfg: RunConfig | None) -> dict[str, str]:
         """The text each field shows: the user's edit, or the resolved value."""
+        cfg = cfg or self.resolved
         base = to_flat(cfg) if cfg is not None else {}
         return {name: self.edits.get(name, format_value(base.get(name, ""))) for name in FIELD_NAMES}
+
+
+def _absolute_data_dir(cfg: RunConfig) -> RunConfig:
+    """Runs are resumed and loaded from anywhere: keep the data path absolute,
+    as `lpc run` does (a path that cannot be resolved stays as typed)."""
+    try:
+        path = str(Path(cfg.data.data_dir).expanduser().resolve()) if cfg.data.data_dir else ""
+    except (OSError, RuntimeError, ValueError):
+        return cfg
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=path))
 
 
 def parse_field(name: str, raw: str) -> Any:

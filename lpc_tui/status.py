@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rich.markup import escape
 
 from lpc_engine.events import (Alert, CheckpointSaved, EpochEnd, Event, MetricsComputed,
@@ -58,5 +60,13 @@ def event_line(event: Event) -> str:
     if isinstance(event, RunFinished):
         return f"[b]{event.status}[/b] after epoch {event.epoch}"
     if isinstance(event, RunFailed):
-        return f"[b red]{event.status}[/] after epoch {event.epoch}: {escape(event.error)}"
+        return f"[b red]{event.status}[/] after epoch {event.epoch}: {escape(sentence(event.error))}"
     return ""
+
+
+_TYPE_PREFIX = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Interrupt|Exit)\b:?\s*")
+
+
+def sentence(error: str) -> str:
+    """An error as the user reads it: no exception class in front."""
+    return _TYPE_PREFIX.sub("", error.strip(), count=1) or error.strip()

@@ -9,9 +9,11 @@ two OpenMP threads that spin at barriers made a digits step ~100x slower
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -48,6 +50,29 @@ def tree(path: Path) -> dict[str, tuple[bytes, int]]:
             for p in sorted(path.rglob("*")) if p.is_file()}
 
 
+def write_cifar10(root: Path, rng: np.random.Generator, per_batch: int = 3) -> tuple[np.ndarray, ...]:
+    """cifar-10-batches-py with `per_batch` images a training batch and 4 test images."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    xs, ys = [], []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        n = 4 if name == "test_batch" else per_batch
+        x = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)  # rows: R, G, B planes
+        y = rng.integers(0, 10, size=n).tolist()
+        # The real files are Python 2 pickles whose str keys torchvision reads
+        # back as str with encoding="latin1" (it indexes entry["data"]); bytes
+        # keys (b"data") would only appear with encoding="bytes".
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": x, "labels": y}, f, protocol=2)
+        xs.append(x)
+        ys.append(y)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"class{k}" for k in range(10)]}, f, protocol=2)
+    train = np.concatenate(xs[:5]).reshape(-1, 3, 32, 32)
+    test = xs[5].reshape(-1, 3, 32, 32)
+    return train, np.concatenate(ys[:5]), test, np.array(ys[5])
+
+
 @pytest.fixture(scope="session")
 def helpers():
     """The helpers above, for test modules in sub-folders (no package imports)."""
@@ -56,4 +81,5 @@ def helpers():
     h = H()
     h.without_timing, h.epoch_rows, h.tree = without_timing, epoch_rows, tree
     h.TIMING_KEYS, h.EPOCH_ROW_KEYS = TIMING_KEYS, EPOCH_ROW_KEYS
+    h.write_cifar10 = write_cifar10
     return h

@@ -21,6 +21,7 @@ from torch import Tensor
 from lpc_engine.errors import DataError
 
 DATASETS = ("digits", "synthetic", "cifar10", "cifar100", "mnist", "fashion-mnist", "npz")
+EMBEDDED = ("digits", "synthetic")  # the others are read from data_dir
 
 # Constant pixels (digits has an all-zero border) must not divide by zero.
 _STD_FLOOR = 1e-8

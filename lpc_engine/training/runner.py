@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lpc_engine.config import RunConfig
 from lpc_engine.parallel.cores import torch_threads, usable_cores
+from lpc_engine.errors import StorageError, UsageError
 from lpc_engine.events import Event, RunFailed
 from lpc_engine.training.train import Control, train
 
@@ -83,6 +84,8 @@ class BackgroundRun:
                     self.on_event(event)
         except Exception as exc:  # surfaced as an event: the UI stays alive
             self.error = exc
-            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            # The engine's own errors are sentences for the user; anything else keeps its type.
+            known = isinstance(exc, (UsageError, StorageError)) and str(exc)
+            detail = str(exc) if known else "".join(traceback.format_exception_only(type(exc), exc)).strip()
             self.last_event = RunFailed(epoch=epoch, status="error", error=detail)
             self.on_event(self.last_event)

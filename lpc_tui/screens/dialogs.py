@@ -13,12 +13,12 @@ HELP = """[b]LPC Studio keys[/b]
   [b]c[/b]  configure     Tab / Shift+Tab move between fields,
                    Esc leaves a field so the letter keys work
   [b]s[/b]  start the configured run
-  [b]p[/b]  pause / resume the run
-  [b]x[/b]  stop the run (it saves a checkpoint first)
+  [b]p[/b]  pause / resume the run (or a followed one)
+  [b]x[/b]  stop the run, or a followed one (a checkpoint first)
   [b]m[/b]  monitor       1-4 switch Curves / Nodes / Metrics / Log,
-                   [ ] page the node histograms
+                   [ ] page the nodes, , . step measured epochs
   [b]t[/b]  results       robustness and Tables I, II, IV vs the paper
-  [b]r[/b]  runs          Enter opens, Space marks runs to overlay,
+  [b]r[/b]  runs          Enter follows one in the monitor, Space marks,
                    v compares the marked runs (Tables I, II, IV),
                    R resumes the run under the cursor, g reloads
   [b]e[/b]  export        the run's epochs as CSV and an SVG screenshot

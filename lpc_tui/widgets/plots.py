@@ -68,7 +68,7 @@ class SeriesPlot(PlotextPlot):
         if self.y_range is not None:
             plt.ylim(*self.y_range)
         if self.x_max and drawn:
-            plt.xlim(1, self.x_max)
+            plt.xlim(1, max(self.x_max, 2))  # a one-epoch run: plotext divides by the x span
         if not drawn:
             plt.text("waiting for data", 0.5, 0.5, alignment="center")
             plt.xlim(0, 1)

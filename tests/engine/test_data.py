@@ -83,29 +83,6 @@ def test_importing_data_does_not_import_torchvision_or_sklearn():
 # ---------------------------------------------------------------- torchvision formats
 
 
-def _write_cifar10(root: Path, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """cifar-10-batches-py with 3 images a training batch and 4 test images."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    xs, ys = [], []
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        n = 4 if name == "test_batch" else 3
-        x = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)  # rows: R, G, B planes
-        y = rng.integers(0, 10, size=n).tolist()
-        # The real files are Python 2 pickles whose str keys torchvision reads
-        # back as str with encoding="latin1" (it indexes entry["data"]); bytes
-        # keys (b"data") would only appear with encoding="bytes".
-        with open(folder / name, "wb") as f:
-            pickle.dump({"data": x, "labels": y}, f, protocol=2)
-        xs.append(x)
-        ys.append(y)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": [f"class{k}" for k in range(10)]}, f, protocol=2)
-    train = np.concatenate(xs[:5]).reshape(-1, 3, 32, 32)
-    test = xs[5].reshape(-1, 3, 32, 32)
-    return train, np.concatenate(ys[:5]), test, np.array(ys[5])
-
-
 @pytest.fixture
 def no_md5(monkeypatch):
     """torchvision checks each CIFAR file against the md5 of the real release;
@@ -116,8 +93,8 @@ def no_md5(monkeypatch):
     monkeypatch.setattr(cifar, "check_integrity", lambda *args, **kwargs: True)
 
 
-def test_cifar10_round_trips_pixels_and_labels(tmp_path, no_md5):
-    x_tr, y_tr, x_te, y_te = _write_cifar10(tmp_path, np.random.default_rng(0))
+def test_cifar10_round_trips_pixels_and_labels(tmp_path, no_md5, helpers):
+    x_tr, y_tr, x_te, y_te = helpers.write_cifar10(tmp_path, np.random.default_rng(0))
     d = load_data("cifar10", data_dir=tmp_path)
     assert d.x_train.shape == (15, 3, 32, 32) and d.x_test.shape == (4, 3, 32, 32)
     assert (d.num_classes, d.crop_padding, d.flip, len(d.mean)) == (10, 4, True, 3)

@@ -272,7 +272,8 @@ async def test_real_synthetic_run_stop_and_resume_from_the_runs_pane(tmp_path) -
         runs = app.query_one(RunsPane)
         assert runs.query_one("#runs-table").row_count == 1
         await pilot.press("R")
-        await until(pilot, lambda: app.history.status == "finished", timeout=60)
+        await until(pilot, lambda: app.history.status not in ("idle", "starting", "running"), timeout=60)
+        assert app.history.status == "finished", app.history.error
     rows = [json.loads(line) for line in (tmp_path / "real" / "events.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows if r["event"] == "epoch"] == list(range(1, 21))
     assert json.loads((tmp_path / "real" / "summary.json").read_text())["status"] == "finished"
@@ -297,3 +298,30 @@ async def test_a_long_run_redraws_charts_at_most_ten_times_a_second(tmp_path, mo
     assert len(app.history.rows) == 800
     charts = 4
     assert len(builds) <= charts * (elapsed / 0.1 + 3)
+
+
+@aio
+async def test_cifar10_from_the_tui_with_a_data_folder(tmp_path, monkeypatch, helpers) -> None:
+    """The README's `lpc-tui --dataset cifar10 --preset lpc-narrow`: without a
+    data dir the form says so (no exception class); with one, a real run on
+    small CIFAR-10 files in their real format trains and finishes."""
+    import numpy as np
+    import torchvision.datasets.cifar as cifar
+
+    monkeypatch.setattr(cifar, "check_integrity", lambda *args, **kwargs: True)  # test files, not the release's
+    helpers.write_cifar10(tmp_path / "data", np.random.default_rng(0), per_batch=20)  # 2+ a class
+    flags = {"dataset": "cifar10", "preset": "lpc-narrow", "backbone": "cnn", "epochs": 1,
+             "robustness_samples": 4, "device": "cpu"}
+    app = LpcApp(runs_dir=tmp_path / "runs", flags=flags)
+    async with app.run_test(size=SIZE) as pilot:
+        error = text_of(app, "#error-data_dir")
+        assert "cifar10 is read from a folder" in error and "Error" not in error
+        assert app.query_one("#start", Button).disabled
+        app.query_one("#field-data_dir", Input).value = str(tmp_path / "data")
+        await pilot.pause()
+        assert not app.query_one("#start", Button).disabled
+        await pilot.press("escape", "s")
+        await until(pilot, lambda: app.history.status not in ("idle", "starting", "running"), timeout=60)
+        assert app.history.status == "finished", app.history.error
+    saved = json.loads(next((tmp_path / "runs").glob("*/config.json")).read_text())
+    assert saved["data"]["data_dir"] == str((tmp_path / "data").resolve())
