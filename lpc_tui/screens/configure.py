@@ -87,7 +87,8 @@ class ConfigurePane(Vertical):
             error.display = bool(reason)
             widget = self.query_one(f"#field-{f.name}")
             widget.set_class(bool(reason), "invalid")
-            if self.cfg is not None and f.name not in self.model.edits and widget.value != shown[f.name]:
+            resolved = self.cfg or self.model.resolved  # the layers' values, while a field is wrong too
+            if resolved is not None and f.name not in self.model.edits and widget.value != shown[f.name]:
                 widget.value = shown[f.name]
         problem = self.errors.get("", "")
         self.query_one("#form-problem", Static).update(f"[red]{problem}[/]" if problem else "")

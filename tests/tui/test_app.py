@@ -100,6 +100,9 @@ async def test_untouched_fields_follow_the_dataset_profile(tmp_path) -> None:
         assert epochs.value == "800"  # the paper's recipe came along
         assert app.query_one("#field-gamma_max", Input).value == "1e6"
         assert app.query_one("#field-lr", Input).value == "0.001"  # the edit stays
+        assert "read from a folder" in text_of(app, "#error-data_dir")  # cifar10 is not embedded
+        app.query_one("#field-data_dir", Input).value = str(tmp_path)
+        await pilot.pause()
         cfg = app.query_one("#configure").cfg
         assert cfg.optim.lr == 0.001 and cfg.epochs == 800 and cfg.model.backbone == "resnet18"
 
