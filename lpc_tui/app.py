@@ -8,6 +8,7 @@ the history is updated per event, and the visible pane redraws from it on a
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ from lpc_tui.screens.dialogs import ConfirmQuit, HelpScreen
 from lpc_tui.screens.monitor import MonitorPane
 from lpc_tui.screens.results import ResultsPane
 from lpc_tui.screens.runs import RunsPane
+from lpc_tui.detached import start_detached
 from lpc_tui.follow import POLL_SECONDS, Follower, Update
 from lpc_tui.status import event_line, sentence, status_line
 
@@ -45,7 +47,8 @@ class LpcApp(App):
     TITLE = "LPC Studio"
     ENABLE_COMMAND_PALETTE = False  # its footer slot is needed at 80 columns
     BINDINGS = [
-        Binding("s", "start", "start"), Binding("p", "pause", "pause"), Binding("x", "stop", "stop"),
+        Binding("s", "start", "start"), Binding("S", "start_detached", show=False),
+        Binding("p", "pause", "pause"), Binding("x", "stop", "stop"),
         Binding("c", "pane('configure')", "conf"), Binding("m", "pane('monitor')", "monitor"),
         Binding("t", "pane('results')", "tables"), Binding("r", "pane('runs')", "runs"),
         Binding("e", "export", "export"), Binding("q", "quit", "quit"),
@@ -65,6 +68,7 @@ class LpcApp(App):
         self.job: BackgroundRun | None = None
         self.history = RunHistory()
         self.followed: Follower | None = None  # a run another process writes, shown in the monitor
+        self.detached: dict[Path, subprocess.Popen] = {}  # runs started here as processes of their own
         self.quitting = False
         self.status_text = ""
 
@@ -143,6 +147,38 @@ class LpcApp(App):
         self._launch(BackgroundRun(pane.cfg, self._post, run_dir=run_dir, train_fn=self.train_fn,
                                    cpu_threads=threads_beside_ui()), RunHistory(name=run_dir.name))
 
+    def action_start_detached(self) -> None:
+        """S: the configured run as a detached `lpc run` process, which outlives
+        this TUI; the monitor follows it from its folder."""
+        if self.active:
+            self.notify("a run is already active (x stops it)", severity="warning")
+            return
+        pane = self.configure
+        if pane.cfg is None:
+            self.notify("fix the fields marked in red first", severity="error")
+            return
+        try:
+            run_dir = new_run_dir(self.runs_dir, pane.run_name, pane.cfg)
+        except UsageError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        process = start_detached(pane.cfg, run_dir)
+        self.detached[run_dir] = process
+        self.notify(f"started {run_dir.name} as process {process.pid}: it keeps training if this TUI "
+                    "closes", title="detached run")
+        self.run_worker(lambda: self._follow_when_made(run_dir, process), thread=True, group="detached")
+
+    def _follow_when_made(self, run_dir: Path, process) -> None:
+        """On a worker thread: wait until the process has made its run folder, then follow it."""
+        while not (run_dir / "config.json").is_file():
+            if process.poll() is not None:
+                self.call_from_thread(self.notify, f"{run_dir.name} ended before it started (see "
+                                      f"{run_dir.parent / '.detached' / (run_dir.name + '.log')})",
+                                      severity="error")
+                return
+            time.sleep(0.1)
+        self.call_from_thread(self.on_runs_pane_follow_requested, RunsPane.FollowRequested(run_dir))
+
     def on_runs_pane_resume_requested(self, message: RunsPane.ResumeRequested) -> None:
         if self.active:
             self.notify("a run is already active (x stops it)", severity="warning")
@@ -214,6 +250,12 @@ class LpcApp(App):
             return
         self.job.stop()
         self.notify("stopping: a checkpoint is saved first")
+
+    def _detached_note(self) -> str:
+        """What quitting leaves behind: the detached runs still training."""
+        alive = [f"{d.name} (pid {p.pid})" for d, p in self.detached.items() if p.poll() is None]
+        return ("still training, detached: " + ", ".join(alive) + f"; follow them with lpc-tui "
+                f"--runs-dir {self.runs_dir}, stop them with lpc stop RUN_DIR") if alive else ""
 
     def _followed_running(self) -> bool:
         return self.followed is not None and self.history.status in ("running", "paused")
@@ -290,7 +332,7 @@ class LpcApp(App):
 
     async def action_quit(self) -> None:
         if not self.active:
-            self.exit()
+            self.exit(message=self._detached_note() or None)
             return
 
         def answered(yes: bool | None) -> None:

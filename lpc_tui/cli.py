@@ -23,6 +23,7 @@ def tui(
                                  help="Folder holding the runs (env LPC_RUNS_DIR)."),
     preset: Optional[str] = typer.Option(None, help="Architecture of Table III to start from."),
     dataset: Optional[str] = typer.Option(None, help="Dataset to start from."),
+    profile: Optional[str] = typer.Option(None, help="The dataset's recipe: default, or quick."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML (or JSON) file of config fields."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
     data_dir: Optional[str] = typer.Option(None, help="Dataset folder (torchvision) or .npz file."),
@@ -31,8 +32,8 @@ def tui(
 ) -> None:
     """Open the app; the configure pane starts from these options."""
     file_values = read_config_file(config) if config else None
-    flags = {k: v for k, v in dict(preset=preset, dataset=dataset, device=device, data_dir=data_dir,
-                                   download=download).items() if v is not None}
+    flags = {k: v for k, v in dict(preset=preset, dataset=dataset, profile=profile, device=device,
+                                   data_dir=data_dir, download=download).items() if v is not None}
     build_config(file_values, flags)  # bad options fail here, before the screen is taken over
     from lpc_tui.app import LpcApp  # Textual loads only once the options are known good
     LpcApp(runs_dir=runs_dir, file_values=file_values, flags=flags).run()

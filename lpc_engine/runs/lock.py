@@ -57,11 +57,12 @@ def writer_alive(h: Holder, now: float | None = None) -> bool:
     """True if the holder still writes: its process lives (this host) or its
     heartbeat is recent (another host)."""
     if h.host == socket.gethostname():
-        return _pid_alive(h.pid)
+        return pid_alive(h.pid)
     return (now or time.time()) - h.heartbeat < STALE_SECONDS
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True if process `pid` exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
