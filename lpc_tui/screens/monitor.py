@@ -68,7 +68,7 @@ class MonitorPane(Vertical):
         if not all(plots.values()):  # shown before its tabs were mounted (a loaded machine): next tick
             return
         self.drawn_version, self.drawn_at = h.version, now
-        x_max = h.epochs or None
+        x_max = max(h.epochs, h.epoch) or None  # rows past the plan (a run extended elsewhere) stay in range
         for plot_id, series in curves.items():
             plots[plot_id].first(SeriesPlot).show(series, x_max)
         self.query_one("#nodes", NodeHistograms).show(h.latents)
