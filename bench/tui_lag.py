@@ -34,6 +34,14 @@ from lpc_tui.app import LpcApp
 PROBE_SECONDS = 0.020
 
 
+async def probe(lags: list[float]) -> None:
+    """Sleep PROBE_SECONDS at a time on the event loop, appending how late each wake-up is."""
+    while True:
+        began = time.perf_counter()
+        await asyncio.sleep(PROBE_SECONDS)
+        lags.append(time.perf_counter() - began - PROBE_SECONDS)
+
+
 def headless(flags: dict, runs_dir: str) -> list[float]:
     """Each epoch's wall seconds."""
     cfg = build_config(flags=flags)
@@ -44,17 +52,10 @@ async def in_tui(flags: dict, runs_dir: str) -> tuple[list[float], list[float]]:
     """Each epoch's wall seconds, and the probe's lateness samples (seconds)."""
     app = LpcApp(runs_dir=runs_dir, flags=flags)
     lags: list[float] = []
-
-    async def probe() -> None:
-        while True:
-            began = time.perf_counter()
-            await asyncio.sleep(PROBE_SECONDS)
-            lags.append(time.perf_counter() - began - PROBE_SECONDS)
-
     async with app.run_test(size=(80, 24)) as pilot:
         app.set_focus(None)
         await pilot.press("s")
-        task = asyncio.create_task(probe())
+        task = asyncio.create_task(probe(lags))
         while app.history.status not in ("finished", "stopped", "diverged", "error"):
             await asyncio.sleep(0.05)
         task.cancel()

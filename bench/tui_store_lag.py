@@ -31,8 +31,8 @@ from lpc_engine.config import to_dict
 from lpc_engine.events import EpochEnd
 from lpc_engine.runs.lock import RunLock
 from lpc_tui.app import LpcApp
+from tui_lag import percentile, probe  # the same probe, beside this script
 
-PROBE_SECONDS = 0.020
 
 
 def _row(epoch: int) -> str:
@@ -74,17 +74,10 @@ def grow(folders: list[Path], rows: int, stop: threading.Event) -> None:
 async def watch(root: Path, follow: str, seconds: float) -> list[float]:
     app = LpcApp(runs_dir=root)
     lags: list[float] = []
-
-    async def probe() -> None:
-        while True:
-            began = time.perf_counter()
-            await asyncio.sleep(PROBE_SECONDS)
-            lags.append(time.perf_counter() - began - PROBE_SECONDS)
-
     async with app.run_test(size=(80, 24)) as pilot:
         app.set_focus(None)
         await pilot.press("r")
-        task = asyncio.create_task(probe())
+        task = asyncio.create_task(probe(lags))
         await asyncio.sleep(min(5.0, seconds / 3))
         table = app.runs.query_one(DataTable)
         table.move_cursor(row=[str(k.value) for k in table.rows].index(follow))
@@ -93,11 +86,6 @@ async def watch(root: Path, follow: str, seconds: float) -> list[float]:
         task.cancel()
         assert app.followed is not None and app.history.status == "running", app.history.status
     return lags
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main() -> None:

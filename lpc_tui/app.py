@@ -20,12 +20,11 @@ from textual.widgets import ContentSwitcher, Footer, Static, TabbedContent
 
 from lpc_engine.errors import UsageError
 from lpc_engine.events import Alert, Event, RunFailed, RunFinished
-from lpc_engine.runs.control import request
-from lpc_engine.runs.reader import RunReader
 from lpc_engine.training.runner import BackgroundRun, threads_beside_ui
 from lpc_engine.training.train import resume_config, train
 
 from lpc_tui.export import export_folder, write_epochs_csv
+from lpc_tui.follow import Follower
 from lpc_tui.form import FormModel
 from lpc_tui.history import RunHistory, history_from_disk
 from lpc_tui.run_dirs import new_run_dir
@@ -35,14 +34,13 @@ from lpc_tui.screens.dialogs import ConfirmQuit, HelpScreen
 from lpc_tui.screens.monitor import MonitorPane
 from lpc_tui.screens.results import ResultsPane
 from lpc_tui.screens.runs import RunsPane
-from lpc_tui.detached import start_detached
-from lpc_tui.follow import POLL_SECONDS, Follower, Update
 from lpc_tui.status import event_line, sentence, status_line
+from lpc_tui.watching import Watching
 
 REDRAW_SECONDS = 0.2  # the tick: 5 redraws a second at most (DESIGN.md: about 10); 10 cost 10% of a digits run
 
 
-class LpcApp(App):
+class LpcApp(Watching, App):
     CSS_PATH = "app.tcss"
     TITLE = "LPC Studio"
     ENABLE_COMMAND_PALETTE = False  # its footer slot is needed at 80 columns
@@ -87,43 +85,8 @@ class LpcApp(App):
 
     def on_mount(self) -> None:
         self.set_interval(REDRAW_SECONDS, self.redraw)
-        self.set_interval(POLL_SECONDS, self._poll_followed)
+        self.start_polling()
         self.redraw()
-
-    # a run another process writes ---------------------------------------------
-    def on_runs_pane_follow_requested(self, message: RunsPane.FollowRequested) -> None:
-        if self.active:
-            self.notify("a run is active here: the monitor shows it (x stops it)", severity="warning")
-            return
-        follower = Follower(message.run_dir)
-        try:
-            history = follower.start()
-        except UsageError as exc:
-            self.notify(str(exc), severity="error")
-            return
-        self.followed, self.history = follower, history
-        self.monitor.log_line(f"[b]following[/b] {message.run_dir} ({history.status})")
-        self.action_pane("monitor")
-
-    def _poll_followed(self) -> None:
-        if self.followed is not None and not self.active:
-            self.run_worker(self._look, thread=True, exclusive=True, group="follow")
-
-    def _look(self) -> None:
-        """On a worker thread: read the folder, hand what was found to the loop."""
-        follower = self.followed
-        if follower is not None:
-            update = follower.look()
-            self.call_from_thread(self._followed_update, follower, update)
-
-    def _followed_update(self, follower: Follower, update: Update) -> None:
-        if follower is not self.followed:
-            return  # another run was opened meanwhile
-        Follower.apply(self.history, update)
-        for event in update.events:
-            line = event_line(event)
-            if line:
-                self.monitor.log_line(line)
 
     # the run ----------------------------------------------------------------
     @property
@@ -131,53 +94,26 @@ class LpcApp(App):
         return self.job is not None and self.job.running
 
     def action_start(self) -> None:
+        run_dir = self.configured_run_dir()
+        if run_dir is not None:
+            self._launch(BackgroundRun(self.configure.cfg, self._post, run_dir=run_dir, train_fn=self.train_fn,
+                                       cpu_threads=threads_beside_ui()), RunHistory(name=run_dir.name))
+
+    def configured_run_dir(self) -> Path | None:
+        """The new folder of the configured run, or None with the reason shown."""
         if self.active:
             self.notify("a run is already active (x stops it)", severity="warning")
-            return
+            return None
         pane = self.configure
         if pane.cfg is None:
             self.notify("fix the fields marked in red first", severity="error")
             self.action_pane("configure")
-            return
+            return None
         try:
-            run_dir = new_run_dir(self.runs_dir, pane.run_name, pane.cfg)
+            return new_run_dir(self.runs_dir, pane.run_name, pane.cfg)
         except UsageError as exc:
             self.notify(str(exc), severity="error")
-            return
-        self._launch(BackgroundRun(pane.cfg, self._post, run_dir=run_dir, train_fn=self.train_fn,
-                                   cpu_threads=threads_beside_ui()), RunHistory(name=run_dir.name))
-
-    def action_start_detached(self) -> None:
-        """S: the configured run as a detached `lpc run` process, which outlives
-        this TUI; the monitor follows it from its folder."""
-        if self.active:
-            self.notify("a run is already active (x stops it)", severity="warning")
-            return
-        pane = self.configure
-        if pane.cfg is None:
-            self.notify("fix the fields marked in red first", severity="error")
-            return
-        try:
-            run_dir = new_run_dir(self.runs_dir, pane.run_name, pane.cfg)
-        except UsageError as exc:
-            self.notify(str(exc), severity="error")
-            return
-        process = start_detached(pane.cfg, run_dir)
-        self.detached[run_dir] = process
-        self.notify(f"started {run_dir.name} as process {process.pid}: it keeps training if this TUI "
-                    "closes", title="detached run")
-        self.run_worker(lambda: self._follow_when_made(run_dir, process), thread=True, group="detached")
-
-    def _follow_when_made(self, run_dir: Path, process) -> None:
-        """On a worker thread: wait until the process has made its run folder, then follow it."""
-        while not (run_dir / "config.json").is_file():
-            if process.poll() is not None:
-                self.call_from_thread(self.notify, f"{run_dir.name} ended before it started (see "
-                                      f"{run_dir.parent / '.detached' / (run_dir.name + '.log')})",
-                                      severity="error")
-                return
-            time.sleep(0.1)
-        self.call_from_thread(self.on_runs_pane_follow_requested, RunsPane.FollowRequested(run_dir))
+            return None
 
     def on_runs_pane_resume_requested(self, message: RunsPane.ResumeRequested) -> None:
         if self.active:
@@ -227,11 +163,8 @@ class LpcApp(App):
             self.exit()
 
     def action_pause(self) -> None:
-        if not self.active and self._followed_running():
-            paused = self.history.status == "paused"
-            request(self.followed.dir, "resume" if paused else "pause")
-            self.history.status = "running" if paused else "paused"
-            self.notify(f"asked {self.followed.dir.name} to {'resume' if paused else 'pause'}")
+        if self.ask_followed("pause"):
+            pass
         elif not self.active:
             self.notify("no active run", severity="warning")
         elif self.job.paused:
@@ -241,24 +174,13 @@ class LpcApp(App):
         self.redraw()
 
     def action_stop(self) -> None:
-        if not self.active and self._followed_running():
-            request(self.followed.dir, "stop")
-            self.notify(f"asked {self.followed.dir.name} to stop: it saves a checkpoint first")
+        if self.ask_followed("stop"):
             return
         if not self.active:
             self.notify("no active run", severity="warning")
             return
         self.job.stop()
         self.notify("stopping: a checkpoint is saved first")
-
-    def _detached_note(self) -> str:
-        """What quitting leaves behind: the detached runs still training."""
-        alive = [f"{d.name} (pid {p.pid})" for d, p in self.detached.items() if p.poll() is None]
-        return ("still training, detached: " + ", ".join(alive) + f"; follow them with lpc-tui "
-                f"--runs-dir {self.runs_dir}, stop them with lpc stop RUN_DIR") if alive else ""
-
-    def _followed_running(self) -> bool:
-        return self.followed is not None and self.history.status in ("running", "paused")
 
     # views ------------------------------------------------------------------
     def redraw(self, force: bool = False) -> None:
@@ -283,26 +205,6 @@ class LpcApp(App):
     def action_tab(self, name: str) -> None:
         if self.switcher.current == "monitor":
             self.monitor.query_one(TabbedContent).active = f"tab-{name}"
-
-    def action_latents(self, step: int) -> None:
-        """, and . in the monitor: the node histograms and codebook of the
-        previous or next measured epoch, from the run's latents on disk (Fig. 4 over time)."""
-        h = self.history
-        if self.switcher.current != "monitor" or not h.run_dir:
-            return
-        reader = RunReader(h.run_dir)
-        epochs = reader.latent_epochs()
-        if not epochs:
-            self.notify("no latent samples on disk for this run yet", severity="warning")
-            return
-        now = h.latents.epoch if h.latents is not None else epochs[-1]
-        later = [e for e in epochs if (e > now if step > 0 else e < now)]
-        if not later:
-            self.notify(f"epoch {now} is the {'last' if step > 0 else 'first'} measured one")
-            return
-        h.latents = reader.latent_sample(later[0] if step > 0 else later[-1])
-        h.version += 1
-        self.monitor.draw(h, force=True)
 
     def action_leave_field(self) -> None:
         """Esc in a form field: give the letter keys back to the app."""

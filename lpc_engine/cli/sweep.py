@@ -81,6 +81,13 @@ def sweep(
         run_jobs(sweep_dir, todo, jobs, stderr)
     else:
         run_submitit(sweep_dir, todo, ClusterOptions(executor, partition, gpus, cpus, time_limit), stderr)
+    if not _outcome(sweep_dir, todo, as_json, stderr):
+        raise typer.Exit(1)
+
+
+def _outcome(sweep_dir: Path, todo: list[Job], as_json: bool, stderr: Console) -> bool:
+    """Say how the sweep went (one JSON object with --json); True if every
+    point finished (or was trained by another sweep over the folder)."""
     failed = [j.point.name for j in todo if j.status == "failed"]
     stopped = [j.point.name for j in todo if j.status == "stopped"]
     taken = [j.point.name for j in todo if j.status == "taken"]
@@ -94,8 +101,7 @@ def sweep(
         stderr.print(f"stopped: {', '.join(stopped)} (a checkpoint saved); rerun the sweep to resume")
     if failed:
         stderr.print(f"{len(failed)} run(s) failed; logs in {sweep_dir / '.logs'}; rerun the sweep to retry")
-    if failed or stopped:
-        raise typer.Exit(1)
+    return not (failed or stopped)
 
 
 def _create(sweep_dir: Path) -> None:
