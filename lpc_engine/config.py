@@ -101,8 +101,8 @@ class OptimConfig:
     weight_decay: float = _f(5e-5, "AdamW weight decay (app. C: 0.5e-4)", 0.0, 1.0)
     classifier_lr: float = _f(0.0, "learning rate of the last classifier, outside the LR schedule; "
                               "0 = lr", 0.0, 10.0)
-    classifier_weight_decay: float = _f(-1.0, "AdamW weight decay of the last classifier; -1 = "
-                                        "weight_decay", -1.0, 1.0)
+    classifier_weight_decay: float = _f(-1.0, "AdamW weight decay of the last classifier; negative "
+                                        "(the default, -1) = weight_decay", -1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -270,9 +270,6 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"gamma_max: must be >= gamma_init ({g.gamma_init:g}), got {g.gamma_max:g}")
     if g.gamma_schedule == "dual-exponential" and not g.gamma_init <= g.gamma_switch:
         raise ConfigError(f"gamma_switch: must be >= gamma_init ({g.gamma_init:g}), got {g.gamma_switch:g}")
-    if -1.0 < cfg.optim.classifier_weight_decay < 0.0:
-        raise ConfigError("classifier_weight_decay: must be -1 (the body's weight_decay) or in [0, 1], "
-                          f"got {cfg.optim.classifier_weight_decay:g}")
     if not _valid_device(cfg.device):
         raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {short_repr(cfg.device)}")
     return cfg

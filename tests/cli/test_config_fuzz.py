@@ -32,7 +32,7 @@ from lpc_engine.config import SECTIONS, leaf_fields, to_flat
 from lpc_engine.config_io import _toml_value as engine_toml_value
 from lpc_engine.config_io import build_config, read_config_file
 from lpc_engine.errors import ConfigError
-from lpc_engine.presets import PRESETS
+from lpc_engine.presets import PRESETS, QUICK_PROFILES
 
 # Small and fast if a wrong oracle ever let an invalid config train.
 BASE = {"epochs": 1, "robustness_samples": 0, "metrics_every": 0, "latent_sample_size": 0,
@@ -161,6 +161,8 @@ def _valid(config: dict, muts: list[tuple]) -> bool:
         return False
     flat = {**DEFAULTS, **{name: m[2] for name, m in last.items()}}
     if flat["gamma_max"] < flat["gamma_init"]:
+        return False
+    if flat["profile"] == "quick" and flat["dataset"] not in QUICK_PROFILES:  # presets.dataset_profile
         return False
     return flat["gamma_schedule"] != "dual-exponential" or flat["gamma_switch"] >= flat["gamma_init"]
 
