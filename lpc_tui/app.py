@@ -162,25 +162,26 @@ class LpcApp(Watching, App):
         if self.quitting:
             self.exit()
 
-    def action_pause(self) -> None:
-        if self.ask_followed("pause"):
-            pass
-        elif not self.active:
+    def _own_run(self, what: str) -> bool:
+        """True if p or x is for this app's own run; else a followed run was
+        asked through its folder, or there is none to ask (said so)."""
+        if self.ask_followed(what):
+            return False
+        if not self.active:
             self.notify("no active run", severity="warning")
-        elif self.job.paused:
+        return self.active
+
+    def action_pause(self) -> None:
+        if self._own_run("pause") and self.job.paused:
             self.job.resume()
-        else:
+        elif self.active:
             self.job.pause()
         self.redraw()
 
     def action_stop(self) -> None:
-        if self.ask_followed("stop"):
-            return
-        if not self.active:
-            self.notify("no active run", severity="warning")
-            return
-        self.job.stop()
-        self.notify("stopping: a checkpoint is saved first")
+        if self._own_run("stop"):
+            self.job.stop()
+            self.notify("stopping: a checkpoint is saved first")
 
     # views ------------------------------------------------------------------
     def redraw(self, force: bool = False) -> None:
