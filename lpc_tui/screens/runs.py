@@ -11,9 +11,9 @@ from pathlib import Path
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Vertical
+from textual.containers import Grid, Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
 from lpc_engine.runs.reader import list_runs
 
@@ -31,7 +31,8 @@ class RunsPane(Vertical):
     # Listed in the hint line above the table, so the footer keeps the global keys.
     BINDINGS = [Binding("space", "mark", "mark", show=False), Binding("enter", "open", "open", show=False),
                 Binding("R", "resume", "resume", show=False), Binding("g", "reload", "reload", show=False),
-                Binding("v", "compare", "compare", show=False)]
+                Binding("v", "compare", "compare", show=False),
+                Binding("slash", "filter", "filter", show=False)]
 
     class ResumeRequested(Message):
         def __init__(self, run_dir: Path) -> None:
@@ -51,10 +52,13 @@ class RunsPane(Vertical):
         self.marked: list[str] = []
         self.loaded: dict[str, RunHistory] = {}
         self.opened: str | None = None
+        self.listed: list[dict] = []  # the last listing, before the filter
+        self.filter_text = ""
 
     def compose(self) -> ComposeResult:
-        yield Static("Enter monitor · Space mark · v compare (Tables I, II, IV) · R resume · g reload",
-                     id="runs-hint")
+        with Horizontal(id="runs-bar"):
+            yield Static("Enter monitor · Space mark · v compare · R resume · / filter", id="runs-hint")
+            yield Input(placeholder="name filter", compact=True, id="runs-filter")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         with Grid(id="runs-curves"):
             yield SeriesPlot("test accuracy", y_range=(0.0, 1.0), id="runs-acc")
@@ -72,6 +76,15 @@ class RunsPane(Vertical):
         self.loaded.clear()
         self._show(list_runs(self.runs_dir))
 
+    def action_filter(self) -> None:
+        """/: type part of a run's name (or its sweep's) to list only those; Esc leaves."""
+        self.query_one("#runs-filter", Input).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "runs-filter":
+            self.filter_text = event.value.strip()
+            self._show(self.listed)
+
     def _refresh(self) -> None:
         """Every few seconds, the store listed again on a worker thread (the
         event loop never waits on the disk), the table updated in place."""
@@ -82,8 +95,10 @@ class RunsPane(Vertical):
         self.app.call_from_thread(self._show, runs)
 
     def _show(self, runs: list[dict]) -> None:
+        self.listed = runs
         table = self.query_one(DataTable)
-        order = sorted(runs, key=lambda r: (r["group"], -r["mtime"]))  # a sweep's runs together
+        shown = [r for r in runs if self.filter_text.lower() in r["name"].lower()]
+        order = sorted(shown, key=lambda r: (r["group"], -r["mtime"]))  # a sweep's runs together
         rows = {r["name"]: self._cells(r) for r in order}
         if list(rows) != [str(k.value) for k in table.rows]:
             cursor = self._cursor_name()

@@ -19,6 +19,7 @@ from lpc_engine import build_config
 from lpc_engine.config import to_dict
 from lpc_engine.events import (Alert, CheckpointSaved, EpochEnd, Event, LatentSample, MetricsComputed,
                                RobustnessComputed, RunFinished, RunStarted)
+from lpc_engine.runs.latents import write_latent_sample
 from lpc_engine.runs.store import RunStore
 
 D, CLASSES = 8, 4
@@ -146,7 +147,8 @@ def write_saved_run(runs_dir: Path, name: str, epochs: int, scale: float = 1.0, 
         store.append(row)
     metrics = {**METRICS, "separation_ratio": METRICS["separation_ratio"] * scale}
     store.append(MetricsComputed(epoch=epochs, metrics=metrics).to_json())
-    store.close()
+    write_latent_sample(store.dir, latent_event(epochs))  # what the nodes pane draws, on disk
+    store.release()  # its writer is done: the run is not `running`
     store.write_summary({**summary(epochs, status), "metrics": metrics,
                          "test_acc": 0.95 * scale, "preset": "lpc", "dataset": "synthetic"})
     os.utime(runs_dir / name, (mtime, mtime))

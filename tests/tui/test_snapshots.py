@@ -6,6 +6,8 @@ with an overlay, help. Update after a deliberate change with
 from __future__ import annotations
 
 
+import os
+
 import pytest
 from textual.widgets import Input
 
@@ -84,3 +86,37 @@ def test_help_screen(snap_compare, tmp_path, size) -> None:
         await pilot.press("question_mark")
         await pilot.pause()
     assert snap_compare(app, terminal_size=size, run_before=help_screen)
+
+
+def test_runs_tree_of_a_store_with_a_sweep(snap_compare, tmp_path) -> None:
+    """Runs at any depth, a sweep's together, with their states; one whose
+    writer died (a lock file naming a process that is gone) is stale."""
+    write_saved_run(tmp_path, "alpha", 5, mtime=1.7e9)
+    for i, status in enumerate(("finished", "stopped", "finished")):
+        write_saved_run(tmp_path / "sweep-synthetic", f"lpc-s{i}", 6, scale=1 - 0.1 * i, status=status,
+                        mtime=1.6e9 + i)
+    dead = write_saved_run(tmp_path / "sweep-synthetic", "nopen-s0", 4, scale=0.6, mtime=1.5e9)
+    (dead / "summary.json").unlink()
+    (dead / "lock").write_text('{"pid": 999999999, "host": "%s", "started": 1.5e9}' % os.uname().nodename)
+    app = LpcApp(runs_dir=tmp_path, train_fn=ScriptedTrain())
+
+    async def runs(pilot) -> None:
+        await pilot.press("r")
+        await pilot.pause(0.2)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=runs)
+
+
+def test_a_followed_run_in_the_nodes_pane(snap_compare, tmp_path) -> None:
+    """Enter on a run another process wrote: the monitor follows it from its
+    folder, node histograms from its latents on disk."""
+    write_saved_run(tmp_path / "sweep-synthetic", "lpc-s0", 6, mtime=1.6e9)
+    app = LpcApp(runs_dir=tmp_path, train_fn=ScriptedTrain())
+
+    async def follow(pilot) -> None:
+        await pilot.press("r")
+        await pilot.pause(0.2)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.followed is not None)
+        await pilot.press("2")
+        await pilot.pause(0.3)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=follow)
