@@ -24,7 +24,7 @@ from lpc_tui.widgets.tables import fmt
 
 COLORS = ("cyan", "magenta", "green", "yellow", "blue", "red", "white")
 REFRESH_SECONDS = 2.0
-COLUMNS = ("", "name", "state", "test acc", "R", "robust.", "epochs", "preset", "dataset")
+COLUMNS = ("", "name", "state", "epochs", "test acc", "R", "robust.", "preset", "dataset")
 
 
 class RunsPane(Vertical):
@@ -117,8 +117,8 @@ class RunsPane(Vertical):
 
     def _cells(self, run: dict) -> tuple[str, ...]:
         return ("●" if run["name"] in self.marked else " ", run["name"], run["state"],
-                fmt(run["test_acc"]), fmt(run["separation_ratio"]), fmt(run["robustness_mean"]),
-                f"{run['epochs_done']}/{run['epochs']}", run["preset"], run["dataset"])
+                f"{run['epochs_done']}/{run['epochs']}", fmt(run["test_acc"]), fmt(run["separation_ratio"]),
+                fmt(run["robustness_mean"]), run["preset"], run["dataset"])
 
     def _cursor_name(self) -> str | None:
         table = self.query_one(DataTable)
