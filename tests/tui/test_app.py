@@ -328,3 +328,28 @@ async def test_cifar10_from_the_tui_with_a_data_folder(tmp_path, monkeypatch, he
         assert app.history.status == "finished", app.history.error
     saved = json.loads(next((tmp_path / "runs").glob("*/config.json")).read_text())
     assert saved["data"]["data_dir"] == str((tmp_path / "data").resolve())
+
+
+@aio
+async def test_the_nodes_pane_steps_back_through_the_measured_epochs(tmp_path) -> None:
+    """A finished run opened from the store: its last measured epoch's nodes and
+    codebook, then (,) an earlier one and (.) back, read from its latents/."""
+    from lpc_engine.runs.latents import write_latent_sample
+    from scripted import latent_event
+
+    run_dir = write_saved_run(tmp_path, "done", 6)
+    write_latent_sample(run_dir, latent_event(3))  # an earlier measured epoch
+    app = LpcApp(runs_dir=tmp_path, train_fn=ScriptedTrain())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.press("enter")
+        await until(pilot, lambda: app.followed is not None)
+        assert app.history.latents.epoch == 6 and app.history.latents.codes
+        await pilot.press("2", "comma")
+        await pilot.pause()
+        assert app.history.latents.epoch == 3
+        assert "epoch 3" in str(app.monitor.query_one("#nodes").render())
+        await pilot.press("full_stop")
+        await pilot.pause()
+        assert app.history.latents.epoch == 6
