@@ -120,9 +120,8 @@ class Watching:
         if no followed run is running."""
         if self.active or not self._followed_running():
             return False
-        if what == "pause":
+        if what == "pause":  # the folder says whether it is paused (reader.run_state)
             what = "resume" if self.history.status == "paused" else "pause"
-            self.history.status = "paused" if what == "pause" else "running"
         request(self.followed.dir, what)
         self.notify(f"asked {self.followed.dir.name} to {what}"
                     + (": it saves a checkpoint first" if what == "stop" else ""))

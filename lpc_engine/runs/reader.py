@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from lpc_engine.errors import UsageError
-from lpc_engine.events import EpochEnd, Event, LatentSample, MetricsComputed, RobustnessComputed, from_json
+from lpc_engine.events import EpochEnd, Event, LatentSample, MetricsComputed, from_json
+from lpc_engine.runs.control import pending
 from lpc_engine.runs.latents import latent_files, read_latent_sample
 from lpc_engine.runs.lock import holder, writer_alive
 
@@ -73,12 +74,6 @@ class RunReader:
     def metrics_rows(self) -> list[MetricsComputed]:
         return [e for e in self.events() if isinstance(e, MetricsComputed)]
 
-    def last_robustness(self, epoch: int | None = None) -> RobustnessComputed | None:
-        """The last robustness table (at `epoch` only, if given)."""
-        found = [e for e in self.events() if isinstance(e, RobustnessComputed)
-                 and (epoch is None or e.epoch == epoch)]
-        return found[-1] if found else None
-
     def latent_epochs(self) -> list[int]:
         """The measured epochs whose latent sample is on disk (runs/latents.py)."""
         return list(latent_files(self.dir))
@@ -125,17 +120,20 @@ def _finite_or_none(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-STATES = ("running", "stopped", "finished", "diverged", "failed", "stale")
+STATES = ("running", "paused", "stopped", "finished", "diverged", "failed", "stale")
 _ENDED = {"finished": "finished", "stopped": "stopped", "diverged": "diverged"}
 
 
 def run_state(run_dir: str | Path, summary: dict[str, Any] | None) -> str:
-    """running (a writer holds the lock, lock.py), stale (a lock file whose
-    writer is gone, or no last row at all), or how the run ended: stopped,
-    finished, diverged, failed."""
+    """running (a writer holds the lock, lock.py), paused (and a pause request
+    waits in its folder, control.py), stale (a lock file whose writer is gone,
+    or no last row at all), or how the run ended: stopped, finished,
+    diverged, failed."""
     h = holder(run_dir)
+    if h is not None and writer_alive(h):
+        return "paused" if pending(run_dir) == "pause" else "running"
     if h is not None:
-        return "running" if writer_alive(h) else "stale"
+        return "stale"
     status = (summary or {}).get("status")
     return "stale" if status is None else _ENDED.get(status, "failed")
 

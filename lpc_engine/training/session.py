@@ -23,7 +23,7 @@ from lpc_engine.parallel.distributed import World
 from lpc_engine.training.epoch import (EpochProgress, accuracy, epoch_scalars, global_progress, local_progress,
                     start_epoch, train_steps)
 from lpc_engine.errors import UsageError
-from lpc_engine.events import Alert, CheckpointSaved, EpochEnd, Event
+from lpc_engine.events import Alert, CheckpointSaved, EpochEnd, Event, MetricsComputed, RobustnessComputed
 from lpc_engine.training.execution import StepForward, flush_denormals, prepare_forward
 from lpc_engine.model.network import LpcModel, build_model
 from lpc_engine.training.objective import objective_for_epoch
@@ -205,13 +205,13 @@ def _restore_store(s: Session, point: ResumePoint) -> None:
         s.notices.append(Alert(epoch=0, code="no_checkpoint",
                                message="no checkpoint yet: the run restarts at epoch 1"))
     store.truncate_events(epoch)
-    run = RunReader(store.dir)
-    s.rows = [row.to_json() for row in run.epoch_rows()]
-    measured = run.metrics_rows()
+    events = RunReader(store.dir).events()  # read once, after the truncation
+    s.rows = [e.to_json() for e in events if isinstance(e, EpochEnd)]
+    measured = [e for e in events if isinstance(e, MetricsComputed)]
     s.metrics = dict(measured[-1].metrics) if measured else {}
     # The final attack, if it was done for this run length: not redone.
-    attack = run.last_robustness(epoch=s.cfg.epochs)
-    s.robustness = dict(attack.table) if attack else {}
+    attacks = [e for e in events if isinstance(e, RobustnessComputed) and e.epoch == s.cfg.epochs]
+    s.robustness = dict(attacks[-1].table) if attacks else {}
 
 
 def _optimizer(model: LpcModel, cfg: RunConfig) -> torch.optim.Optimizer:

@@ -211,3 +211,18 @@ def test_list_runs(tmp_path: Path) -> None:
     assert by_name["third"]["status"] == "incomplete" and by_name["third"]["epochs_done"] == 0
     assert by_name["third"]["separation_ratio"] is None
     assert list_runs(tmp_path / "missing") == []
+
+
+def test_a_run_whose_writer_holds_a_pause_request_is_paused(tmp_path: Path) -> None:
+    from lpc_engine.runs.control import request
+    from lpc_engine.runs.reader import run_state
+
+    store = RunStore(tmp_path / "r")
+    store.create({"v": 1}, "v = 1\n")  # takes the lock: this process writes it
+    assert run_state(store.dir, None) == "running"
+    request(store.dir, "pause")
+    assert run_state(store.dir, None) == "paused"
+    request(store.dir, "resume")
+    assert run_state(store.dir, None) == "running"
+    store.release()
+    assert run_state(store.dir, None) == "stale"  # no writer, no last row
