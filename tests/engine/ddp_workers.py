@@ -54,6 +54,10 @@ def train_as_rank(rank: int, size: int, init: str, result: Path, flags: dict, ru
             torch.save({"rows": rows(events), "status": events[-1].status,
                         "processes": events[0].processes}, result)
     finally:
+        # Tear down together: a process that destroys its group while the other
+        # still talks to it can make gloo abort the other (SIGABRT, 1 run in 12 at
+        # the base commit too). Both ranks get here in these tests.
+        dist.monitored_barrier(timeout=timedelta(seconds=TIMEOUT_S))
         dist.destroy_process_group()
 
 
