@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from lpc_engine.config import REDUCTIONS
 from lpc_engine.errors import ConfigError
@@ -42,6 +42,33 @@ def latent_penalty(z: Tensor, gamma: float, reduction: str = "sum") -> Tensor:
     squared = z.flatten(1).pow(2)
     per_sample = squared.sum(dim=1) if reduction == "sum" else squared.mean(dim=1)
     return gamma * per_sample.mean()
+
+
+class LatentPenalty(nn.Module):
+    """`latent_penalty` as a module with a settable `gamma`, for a training
+    loop (or a Lightning callback) that raises gamma on a schedule.
+
+    z: (B, d) -> scalar gamma * mean_b ||z_b||^2 ("sum") or / d ("mean").
+
+    Example::
+
+        >>> penalty = LatentPenalty(gamma=1e-2)
+        >>> loss = F.cross_entropy(out.logits, y) + penalty(out.latent)
+        >>> penalty.gamma = schedule.at(epoch + 1)
+    """
+
+    def __init__(self, gamma: float = 0.0, reduction: str = "sum") -> None:
+        super().__init__()
+        if reduction not in REDUCTIONS:
+            raise ConfigError(f"unknown penalty reduction {reduction!r}; allowed: {', '.join(REDUCTIONS)}")
+        self.gamma = float(gamma)
+        self.reduction = reduction
+
+    def forward(self, z: Tensor) -> Tensor:
+        return latent_penalty(z, self.gamma, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma:g}, reduction={self.reduction!r}"
 
 
 def supcon_loss(features: Tensor, labels: Tensor, temperature: float = SUPCON_TEMPERATURE) -> Tensor:

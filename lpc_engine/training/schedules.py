@@ -6,9 +6,11 @@ gamma used during the first epoch.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
-from lpc_engine.config import GammaConfig, OptimConfig
+from lpc_engine.config import GammaConfig, OptimConfig, check_range, leaf_fields
+from lpc_engine.errors import ConfigError
 
 
 def gamma_at(epoch: int, g: GammaConfig, epochs: int) -> float:
@@ -99,3 +101,49 @@ def ramp_progress(epoch: int, ramp_epochs: int) -> float:
     `epoch`, in [0, 1] (appendix C: margins and scales grow over training;
     the authors' code adds 1 to the scale each epoch, 16 -> 64 in 48 epochs)."""
     return min(max((epoch - 1) / ramp_epochs, 0.0), 1.0)
+
+
+class GammaSchedule:
+    """The gamma schedule as an object, from the config's own fields
+    (`GammaConfig`: gamma_schedule, gamma_init, gamma_factor, ...), for a
+    training loop of one's own. `.at(epoch)` is pure; epochs count from 1.
+
+    `epochs` is the run's length, needed only by the linear and cosine
+    ramps when gamma_ramp_epochs is 0 (half the run). Bad values raise
+    ConfigError, as they would in a config file.
+
+    Example::
+
+        >>> s = GammaSchedule(gamma_init=1e-2, gamma_factor=1.05, gamma_max=1e6)
+        >>> s.at(1), round(s.at(11), 6)
+        (0.01, 0.016289)
+    """
+
+    def __init__(self, epochs: int | None = None, **fields: float | int | str) -> None:
+        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(GammaConfig)})
+        if unknown:
+            raise ConfigError(f"GammaSchedule: unknown field(s) {', '.join(unknown)}; "
+                              "the fields are GammaConfig's")
+        self.config = GammaConfig(**fields)
+        meta = leaf_fields()
+        for name, value in dataclasses.asdict(self.config).items():
+            check_range(name, meta[name][1].metadata, value)
+        if self.config.gamma_max < self.config.gamma_init:
+            raise ConfigError("GammaSchedule: gamma_max must be >= gamma_init")
+        self.epochs = epochs
+
+    @classmethod
+    def from_config(cls, g: GammaConfig, epochs: int | None = None) -> GammaSchedule:
+        return cls(epochs=epochs, **dataclasses.asdict(g))
+
+    def at(self, epoch: int) -> float:
+        """gamma during `epoch` (1-based)."""
+        if isinstance(epoch, bool) or int(epoch) != epoch or epoch < 1:
+            raise ConfigError(f"GammaSchedule.at: epoch must be an integer >= 1, got {epoch!r}")
+        needs_length = self.config.gamma_schedule in ("linear", "cosine") and not self.config.gamma_ramp_epochs
+        if needs_length and self.epochs is None:
+            raise ConfigError("GammaSchedule: the linear and cosine ramps need epochs= (or gamma_ramp_epochs)")
+        return gamma_at(int(epoch), self.config, self.epochs or 0)
+
+    def __repr__(self) -> str:
+        return f"GammaSchedule({self.config})"
