@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 
 from lpc_engine.cli.analyze import analyze, eval_run
+from lpc_engine.cli.export import export
 from lpc_engine.cli.nproc import run_processes
 from lpc_engine.cli.options import absolute_path, field_help, runs_dir_option
 from lpc_engine.cli.sweep import report, sweep
@@ -163,6 +164,7 @@ app.command("analyze")(analyze)
 app.command("eval")(eval_run)
 app.command("sweep")(sweep)
 app.command("report")(report)
+app.command("export")(export)
 
 
 @app.command("runs")
