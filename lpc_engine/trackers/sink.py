@@ -36,7 +36,7 @@ from lpc_engine.trackers.mapping import records
 TRACKER_FAILED = "tracker_failed"
 TRACKER_BEHIND = "tracker_behind"
 QUEUE_SIZE = 256  # events: a few a epoch; a latent sample is at most ~0.5 MB (runs/latents.py)
-CLOSE_TIMEOUT = 2.0  # seconds a run's end waits for its trackers at most
+CLOSE_TIMEOUT = 5.0  # seconds a run's end waits for its trackers at most (wandb opens in ~1 s)
 _CLOSE = object()  # what _next returns once the queue is drained and closing
 _POLL_SECONDS = 0.05  # how soon an idle sink notices close()
 
