@@ -8,7 +8,8 @@ An export is a complete copy of the run, so exporting again never doubles
 a curve: into TensorBoard it replaces the destination folder's earlier
 event files (live logging's included: the export holds all of it); into
 W&B and MLflow it makes a new run (those trackers keep runs apart), named
-after the run folder.
+after the run folder. The one refusal: TensorBoard files of a run still
+training, which its live logging may be writing.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from lpc_engine.errors import UsageError
 from lpc_engine.events import (Event, LatentSample, MetricsComputed, RobustnessComputed, RunFailed,
                                RunFinished)
 from lpc_engine.runs.reader import RunReader, run_state
-from lpc_engine.trackers import check_tracker, open_tracker
+from lpc_engine.trackers import check_tracker, default_out, open_tracker
 from lpc_engine.trackers.base import Tracker
 from lpc_engine.trackers.mapping import records
+from lpc_engine.trackers.tb_writer import EVENT_FILES
 
 POLL_SECONDS = 0.5  # how often --follow looks for new rows
 _ENDS = (RunFinished, RunFailed)
@@ -46,6 +48,7 @@ def export_run(run_dir: str | Path, to: str, out: Path | None = None, follow: bo
     reader = RunReader(run_dir)
     if not reader.exists():
         raise UsageError(f"export: {run_dir} is not a run directory (no config.json)")
+    _refuse_a_live_log(to, run_dir, out)
     tracker = open_tracker(to, run_dir, reader.config(), run_dir.name, out, fresh=True)
     if on_open is not None:
         on_open(tracker)
@@ -59,6 +62,18 @@ def export_run(run_dir: str | Path, to: str, out: Path | None = None, follow: bo
     finally:
         tracker.close()
     return written
+
+
+def _refuse_a_live_log(to: str, run_dir: Path, out: Path | None) -> None:
+    """Replacing TensorBoard files that a running run may be writing live
+    (`lpc run --log-to tensorboard`) would lose its next epochs: refused."""
+    if to != "tensorboard":
+        return
+    folder = Path(out) if out is not None else default_out(to, run_dir)
+    running = run_state(run_dir, RunReader(run_dir).summary()) in ("running", "paused")
+    if running and any(folder.glob(EVENT_FILES)):
+        raise UsageError(f"export: {folder} holds the TensorBoard log of a run still training, which "
+                         f"it may be writing live; export elsewhere with --out, or once the run ends")
 
 
 def _events(reader: RunReader, run_dir: Path, follow: bool, poll_seconds: float) -> Iterator[Event]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import queue
+import shutil
 import struct
 import sys
 import threading
@@ -22,6 +23,7 @@ import pytest
 
 from lpc_engine import (Alert, EpochEnd, LatentSample, MetricsComputed, RobustnessComputed, RunFinished,
                         RunStarted, UsageError, build_config, train)
+from lpc_engine.runs.lock import RunLock
 from lpc_engine.runs.reader import RunReader
 from lpc_engine.trackers import TRACKERS, default_out, open_tracker, parse_log_to, require_installed
 from lpc_engine.trackers.export import export_run
@@ -254,6 +256,8 @@ def wandb_records(path: Path) -> list:
             pos += block - pos % block
             continue
         _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if pos + 7 + length > len(data):  # still being written
+            break
         parts += data[pos + 7:pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):
@@ -280,7 +284,19 @@ def wandb_export(run, tmp_path_factory):
         mp.undo()
     files = list(Path(where[0]).glob("run-*.wandb"))
     assert len(files) == 1 and Path(where[0]).parent == out / "wandb"
-    return written, wandb_records(files[0])
+    return written, _whole(files[0])
+
+
+def _whole(path: Path, seconds: float = 10.0) -> list:
+    """The records once the file ends with the run's exit record: wandb's
+    service writes the last block a moment after finish() returns
+    (trackers/wandb_writer.py)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        recs = wandb_records(path)
+        if (recs and recs[-1].WhichOneof("record_type") == "exit") or time.monotonic() > deadline:
+            return recs
+        time.sleep(0.05)
 
 
 def test_a_wandb_offline_run_holds_every_epochs_history(run, wandb_export) -> None:
@@ -400,6 +416,21 @@ def test_export_follows_a_running_run_to_its_end(tmp_path) -> None:
     thread.join(30)
     assert written == len(RunReader(run_dir).events()) + len(MEASURED)
     assert [s.step for s in _accumulator(run_dir / "tensorboard").Scalars("loss")] == list(range(1, EPOCHS + 1))
+
+
+def test_export_never_replaces_the_live_tensorboard_log_of_a_running_run(run, tmp_path) -> None:
+    pytest.importorskip("torch.utils.tensorboard")
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("checkpoints", "wandb", "mlflow"))
+    export_run(copy, "tensorboard")  # as if it were logged live
+    lock = RunLock(copy)
+    lock.acquire()  # a writer trains it now
+    try:
+        with pytest.raises(UsageError, match="still training"):
+            export_run(copy, "tensorboard")
+        assert export_run(copy, "tensorboard", out=tmp_path / "elsewhere") > 0
+    finally:
+        lock.release()
 
 
 def test_export_of_a_folder_that_is_no_run_is_bad_usage(tmp_path) -> None:
