@@ -110,9 +110,10 @@ def test_gamma_follows_the_schedule_and_metrics_reach_the_logger() -> None:
 
 def test_a_tuple_output_and_a_latents_function_work_too() -> None:
     schedule = GammaSchedule(gamma_init=0.1, gamma_factor=1.0, gamma_max=0.1)
-    callback = LPCCallback(schedule, loader=loader(), every_n_epochs=5)
+    callback = LPCCallback(schedule, every_n_epochs=5)  # no loader: the trainer's own
     fit(Tiny(tuple_output=True), callback)
     assert [e for e, _ in callback.history] == [EPOCHS]  # only at the end of fit
+    assert math.isfinite(callback.history[0][1]["ncc_mismatch"])  # the tuple's logits gave predictions
     own = LPCCallback(schedule, loader=loader(), every_n_epochs=1,
                       latents=lambda module, x: module.head(module.body(x)).latent)
     fit(Tiny(), own)

@@ -9,6 +9,7 @@ trained once for the module, is what every export reads.
 
 from __future__ import annotations
 
+import importlib
 import json
 import queue
 import shutil
@@ -112,6 +113,14 @@ def test_a_missing_library_is_bad_usage_naming_its_extra(name, monkeypatch, tmp_
         open_tracker(name, tmp_path, {}, "r")
     with pytest.raises(UsageError, match=extra):
         require_installed((name,))
+
+
+def test_the_lightning_callback_without_lightning_is_bad_usage(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "lightning", None)
+    monkeypatch.setitem(sys.modules, "lightning.pytorch", None)
+    monkeypatch.delitem(sys.modules, "lpc_engine.integrations.lightning", raising=False)  # restored after
+    with pytest.raises(UsageError, match=r"pip install 'lpc-studio\[lightning\]'"):
+        importlib.import_module("lpc_engine.integrations.lightning")
 
 
 # --- TensorBoard ----------------------------------------------------------------------
