@@ -2,7 +2,7 @@
 a finished or running run, written to an experiment tracker from its folder
 (lpc_engine/trackers/export.py). One line on stderr says how many events
 went where; a missing tracker library is bad usage (exit 2), naming its
-pip extra."""
+pip extra; a tracker that fails in mid-export is exit 1, in one line."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
+from lpc_engine.errors import UsageError
 from lpc_engine.trackers import TRACKERS
-from lpc_engine.trackers.base import Tracker
+from lpc_engine.trackers.base import Tracker, one_line
 from lpc_engine.trackers.export import export_run
 
 TrackerName = Literal[TRACKERS]  # Typer checks the choice: a bad one exits 2, listing them
@@ -47,7 +48,13 @@ def export(
         if follow:
             sys.stderr.write(f"lpc: following {run_dir} into {tracker.location} (Ctrl-C stops)\n")
 
-    written = export_run(run_dir, to, out, follow=follow, on_open=opened)
+    try:
+        written = export_run(run_dir, to, out, follow=follow, on_open=opened)
+    except (UsageError, KeyboardInterrupt):
+        raise  # exit 2 and 130, one line each (app.guarded)
+    except Exception as exc:  # noqa: BLE001 - a tracker that failed in mid-export: exit 1, one line
+        sys.stderr.write(f"lpc: error: export to {to} failed: {one_line(exc)}\n")
+        raise typer.Exit(1) from None
     location = where[0] if where else str(out or run_dir)
     sys.stderr.write(f"lpc: exported {written} events of {run_dir} to {to} at {location} "
                      f"(next: {next_step(to, location)})\n")

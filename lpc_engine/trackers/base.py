@@ -47,3 +47,9 @@ def require(name: str, module: str | None = None) -> ModuleType:
         return importlib.import_module(module or LIBRARIES[name][0])
     except ImportError:
         raise missing(name) from None
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An error as one short line: what an alert or a CLI message can hold."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -24,7 +24,7 @@ from lpc_engine.events import (Event, LatentSample, MetricsComputed, RobustnessC
                                RunFinished)
 from lpc_engine.runs.reader import RunReader, run_state
 from lpc_engine.trackers import check_tracker, default_out, open_tracker
-from lpc_engine.trackers.base import Tracker
+from lpc_engine.trackers.base import Tracker, one_line
 from lpc_engine.trackers.mapping import records
 from lpc_engine.trackers.tb_writer import EVENT_FILES
 
@@ -49,7 +49,7 @@ def export_run(run_dir: str | Path, to: str, out: Path | None = None, follow: bo
     if not reader.exists():
         raise UsageError(f"export: {run_dir} is not a run directory (no config.json)")
     _refuse_a_live_log(to, run_dir, out)
-    tracker = open_tracker(to, run_dir, reader.config(), run_dir.name, out, fresh=True)
+    tracker = _open(to, run_dir, reader.config(), out)
     if on_open is not None:
         on_open(tracker)
     written = 0
@@ -62,6 +62,17 @@ def export_run(run_dir: str | Path, to: str, out: Path | None = None, follow: bo
     finally:
         tracker.close()
     return written
+
+
+def _open(to: str, run_dir: Path, config: dict, out: Path | None) -> Tracker:
+    """The tracker, or a UsageError in one line (a folder that cannot be
+    written, a tracking URI that does not answer): nothing was exported."""
+    try:
+        return open_tracker(to, run_dir, config, run_dir.name, out, fresh=True)
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any error of any tracker library
+        raise UsageError(f"export: cannot open {to}: {one_line(exc)}") from None
 
 
 def _refuse_a_live_log(to: str, run_dir: Path, out: Path | None) -> None:

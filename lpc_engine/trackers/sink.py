@@ -30,7 +30,7 @@ from typing import Any, Union
 
 from lpc_engine.events import Alert, Event
 from lpc_engine.trackers import check_tracker, open_tracker
-from lpc_engine.trackers.base import Tracker
+from lpc_engine.trackers.base import Tracker, one_line
 from lpc_engine.trackers.mapping import records
 
 TRACKER_FAILED = "tracker_failed"
@@ -71,7 +71,9 @@ class TrackerSink:
 
     def send(self, event: Event) -> None:
         """Queue `event` for the tracker; returns at once, whatever the tracker does."""
-        self._epoch = max(self._epoch, int(getattr(event, "epoch", 0) or 0))
+        epoch = getattr(event, "epoch", None)
+        if isinstance(epoch, int) and epoch > self._epoch:
+            self._epoch = epoch
         if self._failed.is_set() or self._closing.is_set():
             return
         try:
@@ -122,7 +124,7 @@ class TrackerSink:
             tracker.close()
         except Exception as exc:  # noqa: BLE001 - any error of any tracker library
             self._failed.set()
-            self._alert(TRACKER_FAILED, f"{self.name}: {_one_line(exc)}; training goes on; "
+            self._alert(TRACKER_FAILED, f"{self.name}: {one_line(exc)}; training goes on; "
                         f"`lpc export {self._run} --to {self.name}` writes it later")
             _close_quietly(tracker)
 
@@ -148,11 +150,6 @@ def _close_quietly(tracker: Tracker | None) -> None:
         tracker.close()
     except Exception:  # noqa: BLE001 - already failed and reported once
         pass
-
-
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class TrackerSinks:

@@ -459,3 +459,23 @@ def test_lpc_export_prints_one_line_and_bad_choices_exit_2(run, tmp_path, capsys
     assert main(["export", str(run), "--to", "neptune"]) == 2
     err = capsys.readouterr().err
     assert "tensorboard" in err and "wandb" in err and "mlflow" in err
+
+
+def test_lpc_export_says_in_one_line_when_a_tracker_fails(run, tmp_path, capsys, monkeypatch) -> None:
+    pytest.importorskip("mlflow")
+    pytest.importorskip("torch.utils.tensorboard")
+    from lpc_engine.cli.app import main
+    from lpc_engine.trackers.tb_writer import TensorBoardTracker
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://host/x")
+    capsys.readouterr()
+    assert main(["export", str(run), "--to", "mlflow"]) == 2  # cannot open: nothing exported
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("lpc: error: export: cannot open mlflow")
+
+    def full(self, batch):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(TensorBoardTracker, "write", full)
+    assert main(["export", str(run), "--to", "tensorboard", "--out", str(tmp_path / "tb")]) == 1
+    err = capsys.readouterr().err
+    assert err == "lpc: error: export to tensorboard failed: [Errno 28] No space left on device\n"
