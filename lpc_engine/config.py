@@ -58,7 +58,7 @@ class DataConfig:
     augment: bool = _f(True, "random crop (and flip where it fits), app. C")
     batch_size: int = _f(128, "samples per optimizer step", 1, 1 << 20, label="batch")
     image_size: int = _f(32, "imagefolder: every image is resized to image_size x image_size pixels",
-                         4, 4096, label="image size")
+                         4, 4096, label="img size")
 
 
 @dataclass(frozen=True)

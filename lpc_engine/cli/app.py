@@ -23,8 +23,8 @@ from rich.console import Console
 from lpc_engine import __version__
 from lpc_engine.cli.analyze import analyze, eval_run
 from lpc_engine.cli.nproc import run_processes
-from lpc_engine.cli.options import (BackboneName, DatasetName, PrecisionName, PresetName, ProfileName,
-                                    RunsDir, absolute_path, field_option)
+from lpc_engine.cli.options import (BackboneName, DatasetName, PlacementName, PrecisionName, PresetName,
+                                    ProfileName, RunsDir, absolute_path, field_option)
 from lpc_engine.cli.sweep import report, sweep
 from lpc_engine.cli.render import ProgressView, final_event_status, runs_table, summary_table
 from lpc_engine.config_io import build_config, dumps_toml, read_config_file
@@ -76,6 +76,10 @@ def run(
     download: Annotated[Optional[bool], field_option("download", "--download/--no-download")] = None,
     device: Annotated[Optional[str], field_option("device")] = None,
     precision: Annotated[PrecisionName, field_option("precision")] = None,
+    image_size: Annotated[Optional[int], field_option("image_size")] = None,
+    data_placement: Annotated[PlacementName, field_option("data_placement")] = None,
+    loader_workers: Annotated[Optional[int], field_option("loader_workers")] = None,
+    log_to: Annotated[Optional[str], field_option("log_to", "--log-to")] = None,
     compile_model: Annotated[Optional[bool], field_option("compile", "--compile/--no-compile")] = None,
     runs_dir: RunsDir = "runs",
     name: Annotated[Optional[str], typer.Option(help="Run name (default: preset-dataset-seed-time).")] = None,
@@ -94,7 +98,8 @@ def run(
                  robustness_samples=robustness_samples, checkpoint_every=checkpoint_every,
                  checkpoint_minutes=checkpoint_minutes,
                  data_dir=data_dir, download=download, device=device, precision=precision,
-                 compile=compile_model)
+                 compile=compile_model, image_size=image_size, data_placement=data_placement,
+                 loader_workers=loader_workers, log_to=log_to)
     if resume and overwrite:
         raise UsageError("--resume continues a run and --overwrite replaces it: give one of them")
     world = World.current()

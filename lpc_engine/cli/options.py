@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Optional
 import typer
 from rich.markup import escape
 
-from lpc_engine.config import PRECISIONS, PROFILES, leaf_fields
+from lpc_engine.config import PLACEMENTS, PRECISIONS, PROFILES, leaf_fields
 from lpc_engine.data.datasets import DATASETS
 from lpc_engine.errors import UsageError
 from lpc_engine.model.backbones import BACKBONES
@@ -47,6 +47,7 @@ DatasetName = Optional[Literal[DATASETS]]
 BackboneName = Optional[Literal[tuple(BACKBONES)]]
 ProfileName = Optional[Literal[PROFILES]]
 PrecisionName = Optional[Literal[PRECISIONS]]
+PlacementName = Optional[Literal[PLACEMENTS]]
 
 
 def runs_dir_option(help_text: str = "Folder holding the runs.") -> Any:
