@@ -26,6 +26,8 @@ MERGE_POLICIES = ("warn", "pause", "hold")
 GAMMA_CAPS = ("none", "weight-norm")
 PROFILES = ("default", "quick")
 PRECISIONS = ("fp32", "bf16")
+PLACEMENTS = ("auto", "resident", "stream")
+TRACKERS = ("tensorboard", "wandb", "mlflow")
 
 
 def _f(default: Any, doc: str, lo: float | None = None, hi: float | None = None,
@@ -55,6 +57,8 @@ class DataConfig:
     download: bool = _f(False, "let torchvision download the dataset into data_dir", label="download")
     augment: bool = _f(True, "random crop (and flip where it fits), app. C")
     batch_size: int = _f(128, "samples per optimizer step", 1, 1 << 20, label="batch")
+    image_size: int = _f(32, "imagefolder: every image is resized to image_size x image_size pixels",
+                         4, 4096, label="img size")
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,15 @@ class RunConfig:
     device: str = _f("auto", "auto (GPU when there is one), cpu, cuda, cuda:N")
     precision: str = _f("fp32", "fp32, or bf16: the forward pass under bf16 autocast (loss, "
                         "weights and optimizer stay fp32)", choices=PRECISIONS)
+    data_placement: str = _f("auto", "where the training inputs live: resident on the device, or "
+                             "stream (host memory, batches through a DataLoader with workers and "
+                             "pinned memory); auto streams when they would take over half the "
+                             "GPU's free memory. Same numbers either way", choices=PLACEMENTS,
+                             label="placement")
+    loader_workers: int = _f(2, "stream placement: DataLoader worker processes (0 = in this process)",
+                             0, 256, label="workers")
+    log_to: str = _f("", "trackers the run also writes to, comma-separated: tensorboard, wandb, mlflow "
+                     "(their files inside the run's folder); '' = none", label="log to")
     compile: bool = _f(False, "torch.compile the model for training (first steps compile, "
                        "tens of seconds; checkpoints keep the plain weights)")
     metrics_every: int = _f(50, "epochs between collapse metrics; 0 = only at the end", 0, 10**6)
@@ -133,9 +146,12 @@ class RunConfig:
 
 
 # Fields a resumed run may change: more epochs, and how it runs (device,
-# precision, compile), which no saved state depends on: a checkpoint holds
-# fp32 weights of the plain module whatever the precision or compilation.
-RESUMABLE_CHANGES = ("epochs", "device", "precision", "compile")
+# precision, compile, where the data lives, the trackers), which no saved
+# state depends on: a checkpoint holds fp32 weights of the plain module
+# whatever the precision or compilation, and the batches are the same
+# whatever the placement.
+RESUMABLE_CHANGES = ("epochs", "device", "precision", "compile", "data_placement", "loader_workers",
+                     "log_to")
 
 
 def resumable_part(cfg: RunConfig) -> dict[str, Any]:
@@ -270,9 +286,18 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"gamma_max: must be >= gamma_init ({g.gamma_init:g}), got {g.gamma_max:g}")
     if g.gamma_schedule == "dual-exponential" and not g.gamma_init <= g.gamma_switch:
         raise ConfigError(f"gamma_switch: must be >= gamma_init ({g.gamma_init:g}), got {g.gamma_switch:g}")
+    unknown = [t for t in tracker_names(cfg.log_to) if t not in TRACKERS]
+    if unknown:
+        raise ConfigError(f"log_to: unknown tracker {short_repr(unknown[0])}; choose from {', '.join(TRACKERS)}")
     if not _valid_device(cfg.device):
         raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {short_repr(cfg.device)}")
     return cfg
+
+
+def tracker_names(log_to: str) -> tuple[str, ...]:
+    """The trackers of a `log_to` value, in order, without repeats: "tensorboard, wandb"."""
+    names = [t.strip().lower() for t in log_to.split(",")]
+    return tuple(dict.fromkeys(t for t in names if t))
 
 
 def check_range(name: str, meta: Any, value: Any) -> None:

@@ -66,6 +66,7 @@ WIDTHS: dict[str, tuple[int, int, int]] = {
     "digits": (16, 32, 8),
     "synthetic": (8, 16, 4),
     "npz": (64, 128, 16),
+    "imagefolder": (64, 128, 16),
 }
 
 # Training recipes per dataset, applied before the user's file and flags.
@@ -103,6 +104,8 @@ DATASET_PROFILES: dict[str, dict[str, Any]] = {
             "lr_schedule": "constant", "gamma_factor": 1.2, "gamma_max": 100.0,
             "penalty_reduction": "sum", "metrics_every": 10},
 }
+# A folder of one's own images: the MNIST recipe's short schedule on a ResNet-18.
+DATASET_PROFILES["imagefolder"] = {**DATASET_PROFILES["mnist"], "backbone": "resnet18"}
 DATASET_PROFILES["fashion-mnist"] = DATASET_PROFILES["mnist"]
 
 # profile = "quick": a short look, for demos of the UI and for tests.

@@ -7,28 +7,42 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
+from lpc_engine import __version__
+from lpc_engine.config import PROFILES
 from lpc_engine.config_io import build_config, read_config_file
+from lpc_engine.data.datasets import DATASETS
 from lpc_engine.errors import UsageError
+from lpc_engine.presets import PRESETS
 
-app = typer.Typer(add_completion=False, help="LPC Studio's terminal UI: configure, run and watch LPC training.")
+app = typer.Typer(help="LPC Studio's terminal UI: configure, run and watch LPC training.")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        sys.stdout.write(f"lpc-tui {__version__}\n")
+        raise typer.Exit()
 
 
 @app.command()
 def tui(
-    runs_dir: str = typer.Option(os.environ.get("LPC_RUNS_DIR", "runs"), "--runs-dir",
-                                 help="Folder holding the runs (env LPC_RUNS_DIR)."),
-    preset: Optional[str] = typer.Option(None, help="Architecture of Table III to start from."),
-    dataset: Optional[str] = typer.Option(None, help="Dataset to start from."),
-    profile: Optional[str] = typer.Option(None, help="The dataset's recipe: default, or quick."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML (or JSON) file of config fields."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
-    data_dir: Optional[str] = typer.Option(None, help="Dataset folder (torchvision) or .npz file."),
-    download: Optional[bool] = typer.Option(None, "--download/--no-download",
-                                            help="Let torchvision download the dataset into the data dir."),
+    runs_dir: Annotated[str, typer.Option(
+        "--runs-dir", envvar="LPC_RUNS_DIR", help="Folder holding the runs (env LPC_RUNS_DIR).")] = "runs",
+    preset: Annotated[Optional[Literal[tuple(PRESETS)]], typer.Option(
+        case_sensitive=False, help="Architecture of Table III to start from.")] = None,
+    dataset: Annotated[Optional[Literal[DATASETS]], typer.Option(help="Dataset to start from.")] = None,
+    profile: Annotated[Optional[Literal[PROFILES]], typer.Option(
+        help="The dataset's recipe: default, or quick.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML (or JSON) file of config fields.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N.")] = None,
+    data_dir: Annotated[Optional[str], typer.Option(help="Dataset folder (torchvision) or .npz file.")] = None,
+    download: Annotated[Optional[bool], typer.Option(
+        "--download/--no-download", help="Let torchvision download the dataset into the data dir.")] = None,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
     """Open the app; the configure pane starts from these options."""
     file_values = read_config_file(config) if config else None
@@ -46,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
     except typer.TyperException as exc:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        message = message.replace("Value error, ", "")  # Typer's wording for a bad choice
         return _fail(f"{message} (see lpc-tui --help)")
     return code if isinstance(code, int) else 0
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from lpc_engine.model.backbones import BACKBONES
 from lpc_engine.config import (GAMMA_CAPS, GAMMA_SCHEDULES, LR_SCHEDULES, MERGE_POLICIES, PRECISIONS,
-                               PROFILES, RunConfig, check_range, leaf_fields, to_flat)
+                               PLACEMENTS, PROFILES, RunConfig, check_range, leaf_fields,
+                               to_flat)
 from lpc_engine.config_io import build_config
 from lpc_engine.data.datasets import DATASETS, EMBEDDED
 from lpc_engine.errors import ConfigError
@@ -69,6 +70,9 @@ FORM_FIELDS: tuple[FormField, ...] = (
     FormField("merge_policy", _plain(MERGE_POLICIES)),
     FormField("precision", _plain(PRECISIONS)),
     FormField("compile", (("False", "no"), ("True", "torch.compile"))),
+    FormField("data_placement", _plain(PLACEMENTS)),
+    FormField("image_size"),
+    FormField("log_to"),  # free text, checked by the config: any of TRACKERS, comma-separated
 )
 FIELD_NAMES = tuple(f.name for f in FORM_FIELDS)
 

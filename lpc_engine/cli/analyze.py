@@ -3,6 +3,8 @@ on latents from anywhere, or on a saved run."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import json
 import sys
 import warnings
@@ -60,8 +62,8 @@ def read_latents(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def analyze(path: Path = typer.Argument(..., help="An .npz file with z (N x d) and y (N)."),
-            as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+def analyze(path: Annotated[Path, typer.Argument(help="An .npz file with z (N x d) and y (N).")],
+            as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
     """Every latent metric of the paper on latents from anywhere."""
     from lpc_engine.metrics import latent_metrics
 
@@ -75,11 +77,11 @@ def analyze(path: Path = typer.Argument(..., help="An .npz file with z (N x d) a
         Console().print(metrics_table(values, f"{path}: {n} latents, d = {d}"))
 
 
-def eval_run(run_dir: Path = typer.Argument(..., help="A run directory."),
-             samples: int = typer.Option(1000, "--samples", help="Test inputs attacked by DeepFool."),
-             device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N."),
-             seed: int = typer.Option(0, "--seed", help="Seed of the DeepFool sample."),
-             as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+def eval_run(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+             samples: Annotated[int, typer.Option("--samples", help="Test inputs attacked by DeepFool.")] = 1000,
+             device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
+             seed: Annotated[int, typer.Option("--seed", help="Seed of the DeepFool sample.")] = 0,
+             as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
     """Recompute the metrics and the robustness table of a saved run."""
     if samples < 0:
         raise UsageError(f"samples: must be >= 0, got {samples}")

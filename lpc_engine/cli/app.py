@@ -15,15 +15,17 @@ import subprocess
 import sys
 from pathlib import Path
 from collections.abc import Callable
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 
+from lpc_engine import __version__
 from lpc_engine.cli.analyze import analyze, eval_run
 from lpc_engine.cli.export import export
 from lpc_engine.cli.nproc import run_processes
-from lpc_engine.cli.options import absolute_path, field_help, runs_dir_option
+from lpc_engine.cli.options import (BackboneName, DatasetName, PlacementName, PrecisionName, PresetName,
+                                    ProfileName, RunsDir, absolute_path, field_option)
 from lpc_engine.cli.sweep import report, sweep
 from lpc_engine.cli.render import ProgressView, final_event_status, runs_table, summary_table
 from lpc_engine.config_io import build_config, dumps_toml, read_config_file
@@ -38,45 +40,57 @@ from lpc_engine.config import RESUMABLE_CHANGES
 from lpc_engine.training.headless import last_of, train_headless
 from lpc_engine.training.train import resume_config
 
-app = typer.Typer(add_completion=False, no_args_is_help=False,
-                  help="LPC Studio: train and measure latent point collapse.")
+app = typer.Typer(no_args_is_help=False, help="LPC Studio: train and measure latent point collapse.")
 
-RunsDir = runs_dir_option()
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        sys.stdout.write(f"lpc {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                                   help="Print the version and exit.")] = False) -> None:
+    """LPC Studio: train and measure latent point collapse."""
 
 
 @app.command()
 def run(
-    preset: Optional[str] = typer.Option(None, help=field_help("preset")),
-    dataset: Optional[str] = typer.Option(None, help=field_help("dataset")),
-    profile: Optional[str] = typer.Option(None, help=field_help("profile")),
-    backbone: Optional[str] = typer.Option(None, help=field_help("backbone")),
-    epochs: Optional[int] = typer.Option(None, help=field_help("epochs")),
-    seed: Optional[int] = typer.Option(None, help=field_help("seed")),
-    lr: Optional[float] = typer.Option(None, help=field_help("lr")),
-    batch_size: Optional[int] = typer.Option(None, help=field_help("batch_size")),
-    latent_dim: Optional[int] = typer.Option(None, help=field_help("latent_dim")),
-    gamma_init: Optional[float] = typer.Option(None, help=field_help("gamma_init")),
-    gamma_factor: Optional[float] = typer.Option(None, help=field_help("gamma_factor")),
-    gamma_max: Optional[float] = typer.Option(None, help=field_help("gamma_max")),
-    metrics_every: Optional[int] = typer.Option(None, help=field_help("metrics_every")),
-    robustness_samples: Optional[int] = typer.Option(None, help=field_help("robustness_samples")),
-    checkpoint_every: Optional[int] = typer.Option(None, help=field_help("checkpoint_every")),
-    checkpoint_minutes: Optional[float] = typer.Option(None, help=field_help("checkpoint_minutes")),
-    data_dir: Optional[str] = typer.Option(None, help=field_help("data_dir")),
-    download: Optional[bool] = typer.Option(None, "--download/--no-download", help=field_help("download")),
-    device: Optional[str] = typer.Option(None, help=field_help("device")),
-    precision: Optional[str] = typer.Option(None, help=field_help("precision")),
-    compile_model: Optional[bool] = typer.Option(None, "--compile/--no-compile", help=field_help("compile")),
-    runs_dir: str = RunsDir,
-    name: Optional[str] = typer.Option(None, help="Run name (default: preset-dataset-seed-time)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run NAME from its last checkpoint."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run NAME."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML (or JSON) file of config fields."),
-    nproc: int = typer.Option(1, "--nproc", min=1, help=(
-        "Processes training this run together (DistributedDataParallel): one per GPU, "
-        "or CPU processes sharing the cores.")),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config as TOML and exit."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    preset: Annotated[PresetName, field_option("preset", case_sensitive=False)] = None,
+    dataset: Annotated[DatasetName, field_option("dataset")] = None,
+    profile: Annotated[ProfileName, field_option("profile")] = None,
+    backbone: Annotated[BackboneName, field_option("backbone")] = None,
+    epochs: Annotated[Optional[int], field_option("epochs")] = None,
+    seed: Annotated[Optional[int], field_option("seed")] = None,
+    lr: Annotated[Optional[float], field_option("lr")] = None,
+    batch_size: Annotated[Optional[int], field_option("batch_size")] = None,
+    latent_dim: Annotated[Optional[int], field_option("latent_dim")] = None,
+    gamma_init: Annotated[Optional[float], field_option("gamma_init")] = None,
+    gamma_factor: Annotated[Optional[float], field_option("gamma_factor")] = None,
+    gamma_max: Annotated[Optional[float], field_option("gamma_max")] = None,
+    metrics_every: Annotated[Optional[int], field_option("metrics_every")] = None,
+    robustness_samples: Annotated[Optional[int], field_option("robustness_samples")] = None,
+    checkpoint_every: Annotated[Optional[int], field_option("checkpoint_every")] = None,
+    checkpoint_minutes: Annotated[Optional[float], field_option("checkpoint_minutes")] = None,
+    data_dir: Annotated[Optional[str], field_option("data_dir")] = None,
+    download: Annotated[Optional[bool], field_option("download", "--download/--no-download")] = None,
+    device: Annotated[Optional[str], field_option("device")] = None,
+    precision: Annotated[PrecisionName, field_option("precision")] = None,
+    image_size: Annotated[Optional[int], field_option("image_size")] = None,
+    data_placement: Annotated[PlacementName, field_option("data_placement")] = None,
+    loader_workers: Annotated[Optional[int], field_option("loader_workers")] = None,
+    log_to: Annotated[Optional[str], field_option("log_to", "--log-to")] = None,
+    compile_model: Annotated[Optional[bool], field_option("compile", "--compile/--no-compile")] = None,
+    runs_dir: RunsDir = "runs",
+    name: Annotated[Optional[str], typer.Option(help="Run name (default: preset-dataset-seed-time).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run NAME from its last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run NAME.")] = False,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML (or JSON) file of config fields.")] = None,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Processes training this run together (DistributedDataParallel): one per GPU, "
+        "or CPU processes sharing the cores.")] = 1,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved config as TOML and exit.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> None:
     """Train one run headless; with no options, LPC on digits in well under a minute."""
     flags = dict(preset=preset, dataset=dataset, profile=profile, backbone=backbone, epochs=epochs,
@@ -85,7 +99,8 @@ def run(
                  robustness_samples=robustness_samples, checkpoint_every=checkpoint_every,
                  checkpoint_minutes=checkpoint_minutes,
                  data_dir=data_dir, download=download, device=device, precision=precision,
-                 compile=compile_model)
+                 compile=compile_model, image_size=image_size, data_placement=data_placement,
+                 loader_workers=loader_workers, log_to=log_to)
     if resume and overwrite:
         raise UsageError("--resume continues a run and --overwrite replaces it: give one of them")
     world = World.current()
@@ -168,8 +183,8 @@ app.command("export")(export)
 
 
 @app.command("runs")
-def runs_cmd(runs_dir: str = RunsDir,
-             as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON.")) -> None:
+def runs_cmd(runs_dir: RunsDir = "runs",
+             as_json: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False) -> None:
     """List the runs in a runs directory, newest first."""
     runs = list_runs(runs_dir)
     if as_json:
@@ -182,9 +197,9 @@ def runs_cmd(runs_dir: str = RunsDir,
 
 
 @app.command("stop")
-def stop_cmd(run_dir: Path = typer.Argument(..., help="The run directory of a running run."),
-             pause: bool = typer.Option(False, "--pause", help="Pause it instead (resume with --resume)."),
-             resume: bool = typer.Option(False, "--resume", help="Resume a paused run.")) -> None:
+def stop_cmd(run_dir: Annotated[Path, typer.Argument(help="The run directory of a running run.")],
+             pause: Annotated[bool, typer.Option("--pause", help="Pause it instead (resume with --resume).")] = False,
+             resume: Annotated[bool, typer.Option("--resume", help="Resume a paused run.")] = False) -> None:
     """Ask a running run to stop (it saves a checkpoint first), whoever trains it."""
     if pause and resume:
         raise UsageError("stop: give --pause or --resume, not both")
@@ -226,6 +241,7 @@ def guarded(command: Callable[[], object]) -> int:
         return _fail(f"{exc}; the run stopped (resume it with --resume once fixed)", 1)
     except typer.TyperException as exc:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        message = message.replace("Value error, ", "")  # Typer's wording for a bad choice
         return _fail(f"{message} (see lpc --help)", getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

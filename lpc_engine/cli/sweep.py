@@ -6,15 +6,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from lpc_engine.cli.options import absolute_path, field_help, runs_dir_option
+from lpc_engine.cli.options import DatasetName, absolute_path, field_option, runs_dir_option
 
 from lpc_engine.config_io import read_config_file
+from lpc_engine.presets import PRESETS
 from lpc_engine.errors import UsageError
 from lpc_engine.study.report import collect, correlation, curves, table_rows
 from lpc_engine.cli.report_charts import curve_charts, scatter_chart
@@ -25,27 +26,46 @@ from lpc_engine.cli.sweep_exec import Job, run_jobs
 from lpc_engine.cli.sweep_submitit import ClusterOptions, run_submitit
 
 
+def _preset_names(text: str) -> str:
+    """--presets: each name must be one of Table III's (or 'all')."""
+    try:
+        expand_presets(text)
+    except UsageError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return text
+
+
+SweepRunsDir = runs_dir_option("Folder holding the sweep folder.")
+EXECUTORS = ("auto", "local", "slurm")
+
+
 def sweep(
-    presets: str = typer.Option("lpc", help="Comma-separated presets, or 'all' for the 11 of Table III."),
-    seeds: str = typer.Option("0", help="Comma-separated seeds."),
-    lrs: Optional[str] = typer.Option(None, help="Comma-separated learning rates (default: the dataset's)."),
-    set_: list[str] = typer.Option([], "--set", help="Any config field over values: field=v1,v2 (repeatable)."),
-    dataset: Optional[str] = typer.Option(None, help=field_help("dataset")),
-    epochs: Optional[int] = typer.Option(None, help=field_help("epochs")),
-    device: Optional[str] = typer.Option(None, help=field_help("device")),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML (or JSON) file of base config fields."),
-    runs_dir: str = runs_dir_option("Folder holding the sweep folder."),
-    name: Optional[str] = typer.Option(None, help="Sweep folder name (default: sweep-DATASET)."),
-    jobs: int = typer.Option(1, "--jobs", min=1, max=256, help="Runs at a time, as separate processes."),
-    executor: str = typer.Option("auto", help=escape("auto (this machine, --jobs at a time), or through "
-                                 "submitit: local, slurm (pip install 'lpc-studio[cluster]').")),
-    partition: Optional[str] = typer.Option(None, help="slurm: the partition."),
-    gpus: int = typer.Option(1, min=0, max=64, help="slurm: GPUs per run."),
-    cpus: int = typer.Option(4, min=1, max=512, help="slurm: CPUs per run."),
-    time_limit: int = typer.Option(24 * 60, min=1, help="slurm/local: minutes per run; rerun the sweep "
-                                   "to resume runs that hit it."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List the grid and what would run, then exit."),
-    as_json: bool = typer.Option(False, "--json", help="Print the outcome as one JSON object."),
+    presets: Annotated[str, typer.Option(
+        callback=_preset_names, help=f"Comma-separated presets, or 'all' for the 11 of Table III "
+        f"({', '.join(PRESETS)}).")] = "lpc",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0",
+    lrs: Annotated[Optional[str], typer.Option(
+        help="Comma-separated learning rates (default: the dataset's).")] = None,
+    set_: Annotated[list[str], typer.Option(
+        "--set", help="Any config field over values: field=v1,v2 (repeatable).")] = [],
+    dataset: Annotated[DatasetName, field_option("dataset")] = None,
+    epochs: Annotated[Optional[int], field_option("epochs")] = None,
+    device: Annotated[Optional[str], field_option("device")] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", help="TOML (or JSON) file of base config fields.")] = None,
+    runs_dir: SweepRunsDir = "runs",
+    name: Annotated[Optional[str], typer.Option(help="Sweep folder name (default: sweep-DATASET).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", min=1, max=256, help="Runs at a time, as separate processes.")] = 1,
+    executor: Annotated[Literal[EXECUTORS], typer.Option(help=escape(
+        "auto (this machine, --jobs at a time), or through submitit: local, slurm "
+        "(pip install 'lpc-studio[cluster]')."))] = "auto",
+    partition: Annotated[Optional[str], typer.Option(help="slurm: the partition.")] = None,
+    gpus: Annotated[int, typer.Option(min=0, max=64, help="slurm: GPUs per run.")] = 1,
+    cpus: Annotated[int, typer.Option(min=1, max=512, help="slurm: CPUs per run.")] = 4,
+    time_limit: Annotated[int, typer.Option(
+        min=1, help="slurm/local: minutes per run; rerun the sweep to resume runs that hit it.")] = 24 * 60,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the grid and what would run, then exit.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as one JSON object.")] = False,
 ) -> None:
     """Run a grid of presets x seeds x learning rates (x --set fields); rerun to finish what is missing."""
     axes: dict[str, list] = {"preset": expand_presets(presets)}
@@ -74,8 +94,6 @@ def sweep(
         for job in todo:
             sys.stdout.write(f"{job.point.name}\t{job.state}\n")
         return
-    if executor not in ("auto", "local", "slurm"):
-        raise UsageError(f"--executor: expected auto, local or slurm, got {executor!r}")
     _create(sweep_dir)
     if executor == "auto":
         run_jobs(sweep_dir, todo, jobs, stderr)
@@ -112,17 +130,17 @@ def _create(sweep_dir: Path) -> None:
 
 
 def report(
-    runs_dir: Path = typer.Argument(..., help="A sweep folder (or any folder of runs)."),
-    fmt: str = typer.Option("md", "--format", help="md, csv or json."),
-    best_lr: bool = typer.Option(False, "--best-lr", help="Per architecture, keep the learning rate "
-                                 "with the best mean final test accuracy (as the paper does)."),
-    plots: Optional[bool] = typer.Option(None, "--plots/--no-plots", help="Fig. 3 and Figs. 4-5 as "
-                                         "terminal charts after the tables (default: with md)."),
-    curves_file: Optional[Path] = typer.Option(None, "--curves-csv", help="Write the curves over epochs here."),
+    runs_dir: Annotated[Path, typer.Argument(help="A sweep folder (or any folder of runs).")],
+    fmt: Annotated[Literal["md", "csv", "json"], typer.Option("--format", help="md, csv or json.")] = "md",
+    best_lr: Annotated[bool, typer.Option("--best-lr", help=(
+        "Per architecture, keep the learning rate with the best mean final test accuracy "
+        "(as the paper does)."))] = False,
+    plots: Annotated[Optional[bool], typer.Option("--plots/--no-plots", help=(
+        "Fig. 3 and Figs. 4-5 as terminal charts after the tables (default: with md)."))] = None,
+    curves_file: Annotated[Optional[Path], typer.Option(
+        "--curves-csv", help="Write the curves over epochs here.")] = None,
 ) -> None:
     """The paper's Tables I, II and IV (mean ± std over seeds), Fig. 3's correlation, Figs. 4-5's curves."""
-    if fmt not in ("md", "csv", "json"):
-        raise UsageError(f"--format: expected md, csv or json, got {fmt!r}")
     if not runs_dir.is_dir():
         raise UsageError(f"report: {runs_dir} is not a folder")
     results, skipped = collect(runs_dir)

@@ -1,10 +1,14 @@
-"""Datasets as normalised tensors on the device.
+"""Datasets as normalised tensors, loaded once and normalised once.
 
-Every dataset here fits in GPU memory, so it is loaded once, normalised once
-and kept on the device; batches are index slices and augmentation is a batched
-gather (`lpc_engine.augment`), as in airbench. Nothing goes through a
-DataLoader or PIL. torchvision and scikit-learn are imported inside the
-loaders so that `import lpc_engine.data` stays cheap.
+Resident (the default wherever it fits): the inputs are kept on the device;
+batches are index slices and augmentation is a batched gather
+(`data/augment.py`), as in airbench. Streamed (data/stream.py): the inputs
+stay in host memory and batches reach the device through a DataLoader with
+workers and pinned memory, then the same augmentation on the device; the
+labels stay on the device either way. The same elementwise float32 scaling
+and normalisation run in both cases, so the inputs are the same bit for bit.
+torchvision and scikit-learn are imported inside the loaders so that
+`import lpc_engine.data` stays cheap.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lpc_engine.data.imagefolder import load_imagefolder
+from lpc_engine.data.stream import choose_placement, pinned
 from lpc_engine.errors import DataError
 
-DATASETS = ("digits", "synthetic", "cifar10", "cifar100", "mnist", "fashion-mnist", "npz")
+DATASETS = ("digits", "synthetic", "cifar10", "cifar100", "mnist", "fashion-mnist", "npz", "imagefolder")
 EMBEDDED = ("digits", "synthetic")  # the others are read from data_dir
 
 # Constant pixels (digits has an all-zero border) must not divide by zero.
@@ -48,11 +54,17 @@ class TensorData:
     crop_padding: int  # random-crop padding that suits this dataset (0: no crop)
     flip: bool  # whether random horizontal flips suit this dataset
     name: str  # one of DATASETS
+    streamed: bool = False  # the inputs stay in host memory and stream to the device (data/stream.py)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model trains: the labels' device (the inputs' too, unless streamed)."""
+        return self.y_train.device
 
     def to(self, device: str | torch.device) -> TensorData:
-        """A copy with all four tensors on `device`."""
+        """A copy with all four tensors on `device`, resident."""
         return dataclasses.replace(
-            self,
+            self, streamed=False,
             x_train=self.x_train.to(device),
             y_train=self.y_train.to(device),
             x_test=self.x_test.to(device),
@@ -78,13 +90,18 @@ def load_data(
     data_dir: str | Path | None = None,
     download: bool = False,
     device: str | torch.device = "cpu",
+    *,
+    image_size: int = 32,
+    placement: str = "resident",
 ) -> TensorData:
-    """Load dataset `name` normalised onto `device`.
+    """Load dataset `name` normalised, for training on `device`.
 
     `data_dir` is the torchvision root for cifar10/cifar100/mnist/fashion-mnist,
-    the `.npz` file (or a directory holding `data.npz`) for npz, and unused for
-    digits and synthetic. Raises `DataError` with a one-line message when the
-    data cannot be found or read.
+    the `.npz` file (or a directory holding `data.npz`) for npz, the folder
+    holding train/ and test/ (or val/) for imagefolder (resized to
+    `image_size`), and unused for digits and synthetic. `placement` is
+    "resident", "stream" or "auto" (data/stream.py). Raises `DataError` with a
+    one-line message when the data cannot be found or read.
     """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
@@ -94,27 +111,35 @@ def load_data(
         raw = _load_synthetic()
     elif name == "npz":
         raw = _load_npz(_npz_path(data_dir))
+    elif name == "imagefolder":
+        raw = _load_imagefolder(data_dir, image_size)
     else:
         raw = _load_torchvision(name, data_dir, download)
-    return _finish(name, raw, torch.device(device))
+    device = torch.device(device)
+    inputs = raw.x_train.numel() + raw.x_test.numel()
+    return _finish(name, raw, device, choose_placement(placement, 4 * inputs, device) == "stream")
 
 
-def _finish(name: str, raw: _Raw, device: torch.device) -> TensorData:
-    """Scale to [0, 1], normalise with training-split statistics, move to `device`.
+def _finish(name: str, raw: _Raw, device: torch.device, streamed: bool = False) -> TensorData:
+    """Scale to [0, 1], normalise with training-split statistics; the inputs
+    on `device`, or in (pinned) host memory if `streamed`.
 
     The raw (often uint8, 4x smaller) tensors are moved first so the float
-    conversion and the statistics run on the device.
+    conversion and the statistics run where the inputs will live.
     """
-    x_train = raw.x_train.to(device).float().div_(raw.scale)
-    x_test = raw.x_test.to(device).float().div_(raw.scale)
+    where = torch.device("cpu") if streamed else device
+    x_train = raw.x_train.to(where).float().div_(raw.scale)
+    x_test = raw.x_test.to(where).float().div_(raw.scale)
     mean, std = _channel_stats(x_train)
     shape = (1, -1) + (1,) * (x_train.dim() - 2)  # broadcast over channels
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(shape)
-    std_t = torch.tensor(std, dtype=torch.float32, device=device).view(shape)
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=where).view(shape)
+    std_t = torch.tensor(std, dtype=torch.float32, device=where).view(shape)
+    x_train, x_test = (pinned(x.sub_(mean_t).div_(std_t), device) if streamed else x.sub_(mean_t).div_(std_t)
+                       for x in (x_train, x_test))
     return TensorData(
-        x_train=x_train.sub_(mean_t).div_(std_t),
+        x_train=x_train,
         y_train=raw.y_train.to(device=device, dtype=torch.int64),
-        x_test=x_test.sub_(mean_t).div_(std_t),
+        x_test=x_test,
         y_test=raw.y_test.to(device=device, dtype=torch.int64),
         num_classes=raw.num_classes,
         input_shape=tuple(x_train.shape[1:]),
@@ -123,6 +148,7 @@ def _finish(name: str, raw: _Raw, device: torch.device) -> TensorData:
         crop_padding=raw.crop_padding,
         flip=raw.flip,
         name=name,
+        streamed=streamed,
     )
 
 
@@ -275,7 +301,23 @@ def _load_npz(path: Path) -> _Raw:
         raise DataError(
             f"npz: y_test has label {int(y_te.max())} but y_train's labels are 0..{num_classes - 1}"
         )
-    return _Raw(x_tr, torch.from_numpy(y_tr), x_te, torch.from_numpy(y_te), 1.0, num_classes, 0, False)
+    padding, flip = _image_augmentation(x_tr)
+    return _Raw(x_tr, torch.from_numpy(y_tr), x_te, torch.from_numpy(y_te), 1.0, num_classes, padding, flip)
+
+
+def _image_augmentation(x: Tensor) -> tuple[int, bool]:
+    """(crop padding, flip) for a user's own images, as for CIFAR: padding
+    1/8 of the side (CIFAR's 4 of 32) and horizontal flips; none for flat inputs."""
+    if x.dim() != 4:
+        return 0, False
+    return max(1, min(x.shape[2], x.shape[3]) // 8), True
+
+
+def _load_imagefolder(data_dir: str | Path | None, image_size: int) -> _Raw:
+    """A folder of one's own images (data/imagefolder.py), uint8 pixels 0..255."""
+    x_tr, y_tr, x_te, y_te, classes = load_imagefolder(data_dir, image_size)
+    padding, flip = _image_augmentation(x_tr)
+    return _Raw(x_tr, y_tr, x_te, y_te, 255.0, classes, padding, flip)
 
 
 def _npz_inputs(arrays: dict[str, np.ndarray], key: str) -> Tensor:

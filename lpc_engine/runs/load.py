@@ -37,7 +37,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
         raise UsageError(f"run: {run_dir} is not a run directory (no config.json)")
     state = _checkpoint_state(store, checkpoint, device)
     cfg = config_from_dict(store.read_config())
-    data = load_data(cfg.data.dataset, cfg.data.data_dir or None, False, device)
+    data = load_data(cfg.data.dataset, cfg.data.data_dir or None, False, device, image_size=cfg.data.image_size)
     model = build_model(cfg.model.backbone, get_preset(cfg.model.preset).head, data.input_shape,
                         data.num_classes, cfg.model.latent_dim, cfg.model.classifier_bias)
     model.load_state_dict(state["model"])

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from lpc_engine.data.augment import apply_crops, draw_crops
 from lpc_engine.data.datasets import TensorData
+from lpc_engine.data.stream import BlockStream
 from lpc_engine.parallel.distributed import AGREE_STEPS, World
 from lpc_engine.model.network import ModelOutput
 from lpc_engine.training.objective import EpochObjective, compute_loss
@@ -58,6 +59,7 @@ class EpochProgress:
     pending: list = field(default_factory=list)  # per-step tensors not yet folded
     draws: Tensor | None = None  # (N, 3) crop offsets and flip bit of perm[i] (augment.draw_crops)
     block: Block | None = None  # augmented samples the next steps slice
+    stream: BlockStream | None = None  # streamed data: the epoch's remaining blocks (data/stream.py)
 
     def fold(self) -> Tensor:
         """Fold the pending per-step values into `sums` and return them: a
@@ -83,7 +85,7 @@ def start_epoch(data: TensorData, generator: torch.Generator, augment: bool = Tr
     0's draws: every process draws the same from the same seed, but CUDA's
     random kernels size their grids by the GPU, so different GPU models
     could draw differently."""
-    n, device = data.x_train.shape[0], data.x_train.device
+    n, device = data.x_train.shape[0], data.device
     perm = world.same_(torch.randperm(n, generator=generator, device=device))
     draws = _draws(data, generator) if augment else None
     sums = torch.zeros(N_SUMS, dtype=torch.float64, device=device)
@@ -96,8 +98,7 @@ def _draws(data: TensorData, generator: torch.Generator) -> Tensor | None:
     """Every training sample's crop and flip; None if the data has none."""
     if data.x_train.dim() != 4 or not (data.crop_padding or data.flip):
         return None
-    return draw_crops(data.x_train.shape[0], data.crop_padding, data.flip, generator,
-                      data.x_train.device)
+    return draw_crops(data.x_train.shape[0], data.crop_padding, data.flip, generator, data.device)
 
 
 @dataclass
@@ -129,7 +130,7 @@ def global_progress(progress: EpochProgress, world: World) -> EpochProgress:
     if world.size == 1:
         return progress
     sums = world.sum_(progress.fold().clone())
-    return dataclasses.replace(progress, sums=sums, pending=[], block=None)
+    return dataclasses.replace(progress, sums=sums, pending=[], block=None, stream=None)
 
 
 def local_progress(progress: EpochProgress, world: World) -> EpochProgress:
@@ -145,11 +146,12 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, data: Tensor
                 generator: torch.Generator, stop: threading.Event | None = None,
                 pause: threading.Event | None = None, deadline: float | None = None,
                 forward: Callable[[Tensor], ModelOutput] | None = None,
-                world: World = World()) -> bool:
+                world: World = World(), workers: int = 0) -> bool:
     """Run the remaining steps of the epoch; False if stopped, or if
     time.monotonic() passed `deadline` (a timed checkpoint), before the end.
     `optimizer` must be a fused AdamW (the non-finite guard above).
     `forward` runs `model` (bf16, compiled, DDP: execution.py); default `model`.
+    `workers`: DataLoader workers that gather streamed data (data/stream.py).
     On several processes (`world`), this one trains its part of each batch."""
     model.train()
     forward = forward or model
@@ -163,7 +165,7 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, data: Tensor
             time.sleep(0.05)
         if _interrupted(progress.step, first, stop, deadline, world):
             return False
-        x, y = _batch(data, progress, batch_size, total, world)
+        x, y = _batch(data, progress, batch_size, total, world, workers)
         out = forward(x)
         a = progress.step * batch_size
         share = world.share(a, min(a + batch_size, n))
@@ -196,22 +198,32 @@ def _interrupted(step: int, first: int, stop: threading.Event | None, deadline: 
 
 
 def _batch(data: TensorData, progress: EpochProgress, batch_size: int, total: int,
-           world: World) -> tuple[Tensor, Tensor]:
+           world: World, workers: int) -> tuple[Tensor, Tensor]:
     """This process's part of step `progress.step`'s batch: a view into the
     block of gathered and augmented samples that holds it, the next block
     made when it is reached."""
     block = progress.block
     if block is None or not block.holds(progress.step):
-        block = progress.block = _block(data, progress, progress.step, total, batch_size, world)
+        block = progress.block = _block(data, progress, progress.step, total, batch_size, world, workers)
     i = progress.step - block.first
     a, b = block.starts[i], block.starts[i + 1]
     return block.x[a:b], block.y[a:b]
 
 
-def _block(data: TensorData, progress: EpochProgress, first: int, total: int,
-           batch_size: int, world: World) -> Block:
+@dataclass
+class _Plan:
+    """Which samples a block holds: steps first..first+len(starts)-2, the
+    rows `rows` of the epoch's sample order (a slice alone, else indices)."""
+
+    first: int
+    starts: list[int]
+    rows: slice | Tensor
+
+
+def _plan(data: TensorData, progress: EpochProgress, first: int, total: int,
+          batch_size: int, world: World) -> _Plan:
     """This process's samples of steps first.. up to BLOCK_FLOATS values
-    (whole batches, at least one), gathered and augmented in one go."""
+    (whole batches, at least one)."""
     per_batch = data.x_train[0].numel() * batch_size
     steps = range(first, min(total, first + max(1, BLOCK_FLOATS // per_batch)))
     n = progress.perm.numel()
@@ -220,14 +232,38 @@ def _block(data: TensorData, progress: EpochProgress, first: int, total: int,
     for lo, hi in parts:
         starts.append(starts[-1] + hi - lo)
     if world.size == 1:  # one contiguous run of the sample order: views, no gather
-        rows: slice | Tensor = slice(parts[0][0], parts[-1][1])
+        return _Plan(first, starts, slice(parts[0][0], parts[-1][1]))
+    return _Plan(first, starts, torch.cat([torch.arange(lo, hi) for lo, hi in parts]).to(progress.perm.device))
+
+
+def _block(data: TensorData, progress: EpochProgress, first: int, total: int,
+           batch_size: int, world: World, workers: int) -> Block:
+    """The block of steps first.., gathered and augmented in one go: from
+    the device, or, for streamed data, the stream's next block."""
+    plan = _plan(data, progress, first, total, batch_size, world)
+    idx = progress.perm[plan.rows]
+    if data.streamed:
+        if progress.stream is None:  # the epoch's first block (or the first after a resume)
+            progress.stream = _stream(data, progress, first, total, batch_size, world, workers)
+        x = progress.stream.next_block()
     else:
-        rows = torch.cat([torch.arange(lo, hi) for lo, hi in parts]).to(progress.perm.device)
-    idx = progress.perm[rows]
-    x = data.x_train[idx]
+        x = data.x_train[idx]
     if progress.draws is not None:
-        x = apply_crops(x, data.crop_padding, data.flip, progress.draws[rows])
-    return Block(first, starts, x, data.y_train[idx])
+        x = apply_crops(x, data.crop_padding, data.flip, progress.draws[plan.rows])
+    return Block(first, plan.starts, x, data.y_train[idx])
+
+
+def _stream(data: TensorData, progress: EpochProgress, first: int, total: int, batch_size: int,
+            world: World, workers: int) -> BlockStream:
+    """The blocks of steps first..total, planned as `_block` plans them, for
+    DataLoader workers to gather from host memory."""
+    order = progress.perm.cpu()
+    rows = []
+    while first < total:
+        plan = _plan(data, progress, first, total, batch_size, world)
+        rows.append(order[plan.rows if isinstance(plan.rows, slice) else plan.rows.cpu()])
+        first += len(plan.starts) - 1
+    return BlockStream(data.x_train, rows, data.device, workers)
 
 
 def _is_set(event: threading.Event | None) -> bool:
@@ -258,14 +294,15 @@ def epoch_scalars(progress: EpochProgress, world: World = World()) -> dict[str, 
 
 @torch.no_grad()
 def clean_latents(model: nn.Module, x: Tensor, batch_size: int = 2048) -> tuple[Tensor, Tensor]:
-    """Latents z (N, d) and predicted labels (N,) of un-augmented inputs, in
-    eval mode (the paper measures collapse on clean latents); the model's
+    """Latents z (N, d) and predicted labels (N,), on the model's device, of
+    un-augmented inputs x (on any device), in eval mode (the paper measures collapse on clean latents); the model's
     mode is restored."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     latents, predictions = [], []
-    for i in range(0, x.shape[0], batch_size):
-        out = model(x[i:i + batch_size])
+    for i in range(0, x.shape[0], batch_size):  # streamed inputs come from host memory a batch at a time
+        out = model(x[i:i + batch_size].to(device, non_blocking=True))
         latents.append(out.latent.float())
         predictions.append(out.logits.argmax(dim=1))
     model.train(was_training)

@@ -90,7 +90,7 @@ class Session:
         began = time.perf_counter()
         done = train_steps(self.model, self.optimizer, self.data, self.progress, obj,
                            cfg.data.batch_size, cfg.data.augment, self.generator, stop, pause,
-                           deadline, self.forward, self.world)
+                           deadline, self.forward, self.world, cfg.loader_workers)
         self.progress.seconds += time.perf_counter() - began
         if not done:
             return None
@@ -173,7 +173,8 @@ def _load(cfg: RunConfig, device: torch.device, world: World) -> TensorData:
     happens once, and then the others."""
     if not world.is_main:
         world.barrier()
-    data = load_data(cfg.data.dataset, cfg.data.data_dir or None, cfg.data.download, device)
+    data = load_data(cfg.data.dataset, cfg.data.data_dir or None, cfg.data.download, device,
+                     image_size=cfg.data.image_size, placement=cfg.data_placement)
     if world.is_main:
         world.barrier()
     return data

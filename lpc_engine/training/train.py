@@ -21,6 +21,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from dataclasses import dataclass, field
@@ -207,17 +208,19 @@ def _watch_merge(s: Session, row: EpochEnd, control: Control) -> Iterator[Event]
         f"latent norm {row.latent_norm_mean:.3g} at gamma {row.gamma:.3g}.{action}")))
 
 
-def resume_config(run_dir: str | Path, epochs: int | None = None, device: str | None = None,
-                  precision: str | None = None, compile: bool | None = None) -> RunConfig:
-    """The saved config of the run in `run_dir`, with more epochs, another
-    device, precision or compile setting if given: what
+def resume_config(run_dir: str | Path, **changes: Any) -> RunConfig:
+    """The saved config of the run in `run_dir`, with the RESUMABLE_CHANGES
+    given (None = keep the saved value): more epochs, another device,
+    precision, compile setting, placement or trackers. What
     `train(..., resume=True)` expects."""
     store = RunStore(run_dir)
     if not store.exists():
         raise UsageError(f"resume: no run at {run_dir} (give --runs-dir and --name of an existing run)")
+    refused = sorted(set(changes) - set(RESUMABLE_CHANGES))
+    if refused:
+        raise UsageError(f"resume: {', '.join(refused)} cannot change; only {', '.join(RESUMABLE_CHANGES)} may")
     cfg = config_from_dict(store.read_config())
-    given = zip(RESUMABLE_CHANGES, (epochs, device, precision, compile))
-    return resolve(dataclasses.replace(cfg, **{k: v for k, v in given if v is not None}))
+    return resolve(dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None}))
 
 
 def _resume_point(cfg: RunConfig, run_dir: str | Path | None) -> tuple[RunConfig, ResumePoint]:

@@ -22,7 +22,8 @@ def test_flags_reach_the_config(capsys) -> None:
 def test_bad_precision_exits_2_with_one_line(tmp_path: Path, capsys) -> None:
     code, out, err = lpc(capsys, "run", *SYNTH, "--precision", "fp16", "--runs-dir", tmp_path / "runs")
     assert code == 2 and out == ""
-    assert err == "lpc: error: precision: expected one of fp32, bf16, got 'fp16'\n"
+    assert err == ("lpc: error: Invalid value for '--precision': 'fp16' is not one of 'fp32', 'bf16'. "
+                   "(see lpc --help)\n")
     assert not (tmp_path / "runs").exists()
 
 

@@ -129,7 +129,8 @@ def test_report_bad_input(tmp_path, capsys) -> None:
     assert lpc(capsys, "report", tmp_path / "none")[0] == 2
     code, _, err = lpc(capsys, "report", tmp_path)
     assert code == 2 and "no finished runs" in err
-    assert "md, csv or json" in lpc(capsys, "report", tmp_path, "--format", "xml")[2]
+    code, _, err = lpc(capsys, "report", tmp_path, "--format", "xml")
+    assert code == 2 and "'xml' is not one of 'md', 'csv', 'json'" in err
 
 
 def result(preset, lr, seed, acc, r=10.0, rob=0.1):
@@ -188,7 +189,7 @@ def test_submitit_local_executor_runs_a_small_grid(tmp_path, capsys) -> None:
 
 def test_unknown_executor_exits_2(tmp_path, capsys) -> None:
     code, _, err = lpc(capsys, "sweep", "--executor", "pbs", "--dataset", "synthetic", "--runs-dir", tmp_path)
-    assert code == 2 and "--executor: expected auto, local or slurm" in err and not any(tmp_path.iterdir())
+    assert code == 2 and "'--executor': 'pbs' is not one of 'auto', 'local', 'slurm'" in err and not any(tmp_path.iterdir())
 
 
 def test_sweep_takes_the_runs_dir_from_lpc_runs_dir(tmp_path, monkeypatch, capsys) -> None:

@@ -105,7 +105,7 @@ def test_precision_and_compile_may_change_on_resume(tmp_path: Path) -> None:
     events = list(train(synthetic(epochs=2, precision="bf16"), run_dir=run_dir, resume=True))
     assert events[-1].status == "finished" and [r.epoch for r in rows_of(events)] == [2]
     assert RunStore(run_dir).read_config()["precision"] == "bf16"
-    with pytest.raises(UsageError, match="epochs, device, precision, compile may change"):
+    with pytest.raises(UsageError, match="epochs, device, precision, compile, data_placement, loader_workers, log_to may change"):
         list(train(synthetic(epochs=3, precision="bf16", seed=1), run_dir=run_dir, resume=True))
 
 
