@@ -14,10 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lpc_engine.config import TRACKERS, tracker_names
 from lpc_engine.errors import UsageError
 from lpc_engine.trackers.base import Tracker, installed, missing
 
-TRACKERS = ("tensorboard", "wandb", "mlflow")
+# TRACKERS (the names) and tracker_names (the reading of `log_to`) live in
+# config.py, where the field is validated; re-exported here.
 
 
 def check_tracker(name: str) -> str:
@@ -28,11 +30,10 @@ def check_tracker(name: str) -> str:
 
 def parse_log_to(text: str) -> tuple[str, ...]:
     """"tensorboard,wandb" -> ("tensorboard", "wandb"): comma-separated, spaces
-    and case ignored, "" (or "none") = no tracker, duplicates kept once, in
-    order; an unknown name is a UsageError listing the choices."""
-    names = [part.strip().lower() for part in (text or "").split(",")]
-    names = [n for n in names if n and n != "none"]
-    return tuple(dict.fromkeys(check_tracker(n) for n in names))
+    and case ignored, "" = no tracker, repeats kept once, in order (the
+    config's own reading of `log_to`); an unknown name is a UsageError
+    listing the choices."""
+    return tuple(check_tracker(n) for n in tracker_names(text or ""))
 
 
 def require_installed(names: tuple[str, ...]) -> None:

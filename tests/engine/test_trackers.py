@@ -96,7 +96,7 @@ def test_metrics_robustness_latents_config_alerts_and_the_end_map_to_their_place
 
 
 def test_log_to_names_trackers_once_and_refuses_others() -> None:
-    assert parse_log_to("") == () and parse_log_to("none") == ()
+    assert parse_log_to("") == () and parse_log_to(" , ") == ()
     assert parse_log_to("tensorboard, wandb,TensorBoard") == ("tensorboard", "wandb")
     with pytest.raises(UsageError, match="choose from tensorboard, wandb, mlflow"):
         parse_log_to("tensorboard,neptune")
