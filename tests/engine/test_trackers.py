@@ -82,6 +82,7 @@ def test_metrics_robustness_latents_config_alerts_and_the_end_map_to_their_place
     assert table == [Scalar("robustness/robustness_mean", 0.3, 4)]
     z = np.array([[1.0, np.nan], [2.0, 3.0], [4.0, np.inf]], dtype=np.float32)
     hist = records(LatentSample(epoch=2, z=z, y=np.array([0, 1, 0])))
+    assert all(isinstance(h, Histogram) and h.values.dtype == np.float32 for h in hist)
     assert [(h.tag, h.step, h.values.tolist()) for h in hist] == [
         ("latent/node_0", 2, [1.0, 2.0, 4.0]), ("latent/node_1", 2, [3.0])]
     config = {"epochs": 4, "gamma": {"gamma_init": 0.01}, "loss": {"margin_scale": [16.0, 64.0]}}
