@@ -58,6 +58,7 @@ class TrackerSink:
         self._run = str(run_dir) if run_dir else "RUN_DIR"
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._failed = threading.Event()
+        self._behind = threading.Event()  # it dropped events: its live record is incomplete anyway
         self._alerted: set[str] = set()
         self._lock = threading.Lock()
         self._epoch = 0  # the last epoch an event named: where an alert belongs
@@ -79,6 +80,7 @@ class TrackerSink:
         try:
             self._queue.put_nowait(event)
         except queue.Full:
+            self._behind.set()
             self._alert(TRACKER_BEHIND, f"{self.name} is falling behind: events from epoch {self._epoch} "
                         f"on are dropped while it catches up; training goes on; "
                         f"`lpc export {self._run} --to {self.name}` writes the complete record")
@@ -95,7 +97,11 @@ class TrackerSink:
         self._closing.set()
 
     def wait_closed(self, deadline: float) -> bool:
-        """Wait for the thread until `deadline` (time.monotonic()); see close."""
+        """Wait for the thread until `deadline` (time.monotonic()); see close.
+        A tracker that already fell behind is not waited for: its record is
+        incomplete whatever it still writes, and `lpc export` completes it."""
+        if self._behind.is_set():
+            deadline = time.monotonic()
         self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
             self._alert(TRACKER_BEHIND, f"{self.name} was still writing when the run ended and was left "

@@ -63,6 +63,7 @@ class Session:
     metrics: dict[str, float] = field(default_factory=dict)  # the latest MetricsComputed
     robustness: dict[str, Any] = field(default_factory=dict)  # the final RobustnessComputed
     notices: list[Event] = field(default_factory=list)  # alerts of the set-up, sent after RunStarted
+    trackers: Any = None  # LiveTrackers of the run's log_to (training/tracking.py), rank 0 only
 
     def emit(self, event: Event) -> Event:
         """Record `event` in the run store (if any) and hand it back."""

@@ -40,6 +40,7 @@ from lpc_engine.runs.control import ControlWatcher
 from lpc_engine.runs.latents import write_latent_sample
 from lpc_engine.runs.store import RunStore
 from lpc_engine.training.summary import make_summary
+from lpc_engine.training.tracking import LiveTrackers
 
 __all__ = ["Control", "train", "resume_config", "pick_device"]
 
@@ -65,19 +66,39 @@ def train(cfg: RunConfig, control: Control | None = None, run_dir: str | Path | 
     """
     control = control or Control()
     world, point = World.current(), None
+    if cfg.log_to and world.is_main:
+        LiveTrackers.check(cfg.log_to)
     if resume:
         cfg, point = _resume_point(cfg, run_dir)
     world.barrier()  # every process has read its checkpoint before rank 0 tidies the folder
     s = open_session(resolve(cfg), run_dir, point, overwrite, world)
     # Stop and pause requests through the run folder (runs/control.py), for rank 0 to act on.
     watcher = ControlWatcher(s.store.dir, control) if s.store is not None else None
+    if s.cfg.log_to and s.store is not None:  # rank 0 with a run folder
+        s.trackers = LiveTrackers(s.cfg.log_to, s.store.dir, to_dict(s.cfg))
     try:
-        yield from _run(s, control, resume, run_dir, world)
+        yield from _tracked(_run(s, control, resume, run_dir, world), s)
     finally:
+        if s.trackers is not None:
+            s.trackers.abandon()
         if watcher is not None:
             watcher.close()
         if s.store is not None:
             s.store.release()
+
+
+def _tracked(events: Iterator[Event], s: Session) -> Iterator[Event]:
+    """`events`, each also sent to the run's trackers, with what they report
+    (an alert) after it; the last event is theirs already (`_end`)."""
+    for event in events:
+        if s.trackers is None:
+            yield event
+            continue
+        if not isinstance(event, (RunFinished, RunFailed)):
+            s.trackers.send(event)
+        yield event
+        for alert in s.trackers.alerts():
+            yield s.emit(alert)
 
 
 def _run(s: Session, control: Control, resume: bool, run_dir: str | Path | None,
@@ -100,7 +121,7 @@ def _run(s: Session, control: Control, resume: bool, run_dir: str | Path | None,
             return
         if row is None:  # stopped in mid-epoch: save its progress too
             yield from _saved(s, epoch - 1)
-            yield _end(s, "stopped", epoch - 1, began)
+            yield from _end(s, "stopped", epoch - 1, began)
             return
         yield row
         if not math.isfinite(row.loss):
@@ -115,11 +136,11 @@ def _run(s: Session, control: Control, resume: bool, run_dir: str | Path | None,
             yield from _saved(s, epoch)
             clock.reset()
         if stop and not last:
-            yield _end(s, "stopped", epoch, began)
+            yield from _end(s, "stopped", epoch, began)
             return
     if s.cfg.robustness_samples and not s.robustness and world.is_main:  # not done for this length
         yield from _attack(s, s.cfg.epochs)
-    yield _end(s, "finished", s.cfg.epochs, began)
+    yield from _end(s, "finished", s.cfg.epochs, began)
 
 
 class _Clock:
@@ -159,7 +180,7 @@ def _diverged(s: Session, epoch: int, loss: float, began: float) -> Iterator[Eve
     yield s.emit(Alert(epoch=epoch, code="non_finite_loss", level="error", message=(
         f"loss is {loss} in epoch {epoch}: the weights were not updated from that step on "
         f"and the run stops; the last good state is {where}")))
-    yield _end(s, "diverged", epoch - 1, began)
+    yield from _end(s, "diverged", epoch - 1, began)
 
 
 def _saved(s: Session, epoch: int) -> Iterator[Event]:
@@ -239,14 +260,19 @@ def _resume_point(cfg: RunConfig, run_dir: str | Path | None) -> tuple[RunConfig
     return cfg, ResumePoint(state, path, skipped)
 
 
-def _end(s: Session, status: str, epoch: int, began: float) -> Event:
+def _end(s: Session, status: str, epoch: int, began: float) -> Iterator[Event]:
+    """The run's last event, after what its trackers report as they close."""
     summary = make_summary(s.cfg, s.rows, status, time.perf_counter() - began,
                            metrics=s.metrics, robustness=s.robustness)
     if status == "diverged":
         event: Event = RunFailed(epoch=epoch, status=status, error="non-finite loss", summary=summary)
     else:
         event = RunFinished(epoch=epoch, status=status, summary=summary)
+    if s.trackers is not None:
+        for alert in s.trackers.finish(event):
+            yield s.emit(alert)
+        s.trackers = None
     if s.store is not None:
         s.store.append(event.to_json())
         s.store.write_summary(summary)
-    return event
+    yield event
