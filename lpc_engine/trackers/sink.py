@@ -39,6 +39,10 @@ QUEUE_SIZE = 256  # events: a few a epoch; a latent sample is at most ~0.5 MB (r
 CLOSE_TIMEOUT = 5.0  # seconds a run's end waits for its trackers at most (wandb opens in ~1 s)
 _CLOSE = object()  # what _next returns once the queue is drained and closing
 _POLL_SECONDS = 0.05  # how soon an idle sink notices close()
+# A write that has taken this long is a stalled tracker (a hung server, a
+# dead network mount): the run's end stops waiting for it. Writes of one
+# event take milliseconds; wandb's open (~1 s) and close are not writes.
+STALL_SECONDS = 3.0
 
 TrackerSource = Union[Tracker, Callable[[], Tracker]]
 
@@ -59,6 +63,7 @@ class TrackerSink:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._failed = threading.Event()
         self._behind = threading.Event()  # it dropped events: its live record is incomplete anyway
+        self._write_began: float | None = None  # when the write in progress began (None: none is)
         self._alerted: set[str] = set()
         self._lock = threading.Lock()
         self._epoch = 0  # the last epoch an event named: where an alert belongs
@@ -102,13 +107,18 @@ class TrackerSink:
         incomplete whatever it still writes, and `lpc export` completes it."""
         if self._behind.is_set():
             deadline = time.monotonic()
-        self._thread.join(max(0.0, deadline - time.monotonic()))
+        while self._thread.is_alive() and time.monotonic() < deadline and not self._stalled():
+            self._thread.join(min(_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
         if self._thread.is_alive():
             self._alert(TRACKER_BEHIND, f"{self.name} was still writing when the run ended and was left "
                         f"to finish on its own; its record may be incomplete; "
                         f"`lpc export {self._run} --to {self.name}` writes the complete record")
             return False
         return not self._failed.is_set()
+
+    def _stalled(self) -> bool:
+        began = self._write_began
+        return began is not None and time.monotonic() - began > STALL_SECONDS
 
     def _next(self) -> Any:
         """The next queued event, or _CLOSE once closing and the queue is empty."""
@@ -126,7 +136,9 @@ class TrackerSink:
             while (event := self._next()) is not _CLOSE:
                 batch = records(event)
                 if batch:
+                    self._write_began = time.monotonic()
                     tracker.write(batch)
+                    self._write_began = None
             tracker.close()
         except Exception as exc:  # noqa: BLE001 - any error of any tracker library
             self._failed.set()
