@@ -41,7 +41,10 @@ LEAVES = leaf_fields()
 DEFAULTS = to_flat(build_config(BASE))
 NAMES = {"preset": [*PRESETS, *(p.upper() for p in PRESETS)], "backbone": list(BACKBONES),
          "dataset": ["digits", "synthetic", "cifar10", "mnist", "npz"],
-         "device": ["auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps"]}
+         "device": ["auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps"],
+         "log_to": ["", "tensorboard", "wandb,mlflow", "TensorBoard, mlflow", "mlflow,,mlflow"]}
+# Fields whose bad values are drawn as "x" + text: never a device, nor a tracker.
+X_PREFIXED = ("device", "log_to")
 
 # Training sets torch.set_flush_denormal(True) for the whole process, and
 # hypothesis refuses to draw subnormal floats once denormals are flushed.
@@ -105,7 +108,7 @@ def bad_name(draw):
     name = draw(st.sampled_from(sorted([*choice_fields, *NAMES])))
     allowed = LEAVES[name][1].metadata["choices"] or NAMES[name]
     value = draw(st.text(max_size=10).filter(lambda s: s not in allowed and s.lower() not in PRESETS))
-    return ("set", name, "x" + value if name == "device" else value, False)  # "x...": never a device
+    return ("set", name, "x" + value if name in X_PREFIXED else value, False)
 
 
 bad_text = st.builds(lambda a, b: ("set", "data_dir", f"{a}\x00{b}", False),
@@ -256,7 +259,7 @@ def test_every_ranged_field_names_itself_and_its_range(name: str, tmp_path: Path
     assert not (tmp_path / "runs").exists()
 
 
-CHOICE_FLAGS = ("preset", "dataset", "backbone", "profile", "precision")
+CHOICE_FLAGS = ("preset", "dataset", "backbone", "profile", "precision", "data_placement")
 
 
 @pytest.mark.parametrize("name", FLAGS)

@@ -35,4 +35,4 @@ def test_resume_may_switch_to_bf16_but_not_change_the_lr(tmp_path: Path, capsys)
     assert code == 0, err
     code, _, err = lpc(capsys, *base, "--epochs", "3", "--lr", "0.5", "--resume")
     assert code == 2
-    assert "only --epochs, --device, --precision, --compile may change" in err
+    assert "only --epochs, --device, --precision, --compile, --data-placement, --loader-workers, --log-to may change" in err

@@ -127,8 +127,8 @@ def test_clock() -> None:
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--dataset", "nope"], "dataset: unknown 'nope'"),
-    (["--preset", "lpcx"], "preset: unknown 'lpcx'"),
+    (["--dataset", "nope"], "'--dataset': 'nope' is not one of 'digits', 'synthetic'"),
+    (["--preset", "lpcx"], "'--preset': 'lpcx' is not one of 'lpc', 'lpc-wide'"),
     (["--config", "/no/such.toml"], "config: file not found"),
     (["--bogus"], "No such option"),
 ])
@@ -142,4 +142,4 @@ def test_lpc_tui_subcommand_runs_the_same_command_line(capfd) -> None:
     """`lpc tui` hands its arguments to `lpc-tui` in a child process."""
     from lpc_engine.cli.app import main as lpc_main
     assert lpc_main(["tui", "--dataset", "nope"]) == 2
-    assert "lpc-tui: error: dataset: unknown 'nope'" in capfd.readouterr().err
+    assert "lpc-tui: error: Invalid value for '--dataset': 'nope'" in capfd.readouterr().err
