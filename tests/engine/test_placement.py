@@ -88,7 +88,8 @@ def test_streamed_run_resumes_in_mid_epoch_exactly(tmp_path: Path, monkeypatch, 
     with monkeypatch.context() as m:
         m.setattr(epoch_module, "compute_loss", stop_in_epoch_2_step_5)
         assert list(train(cfg, control, run_dir=tmp_path / "r"))[-1].status == "stopped"
-    assert load_checkpoint(RunStore(tmp_path / "r").latest_checkpoint())["partial"]["step"] == 5
+    partial = load_checkpoint(RunStore(tmp_path / "r").latest_checkpoint())["partial"]
+    assert partial["step"] == 5 and partial["draws"].shape == (1437, 3)  # augmented: digits' 1-pixel crops
     list(train(cfg, run_dir=tmp_path / "r", resume=True))
     got, want = _rows(tmp_path / "r", helpers), _rows(tmp_path / "straight", helpers)
     for row, ref in zip(got, want, strict=True):  # latent_norm_cov: see test_train.py
