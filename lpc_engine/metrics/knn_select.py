@@ -11,11 +11,12 @@ the kk smallest values all lie in them. Pass 2 recomputes just those groups
 to) and picks the kk smallest. Both passes round like any dot product of
 d + 1 terms in their dtype, which is all the caller's error bound assumes.
 
-Measured on 50,000 x 64 spread latents, 1 CPU thread: writing the whole
-(1024, N) float32 block and reading it back for the minima and the gathers
-cost 1.45x the matmul alone on an idle machine and 3x when the other core
-loaded the memory bus (its 200 MB blocks go to DRAM and back); these tiles
-keep the matmul at its in-cache rate.
+Measured on 50,000 x 64 spread latents, 1 CPU thread, the other core busy
+(paired runs, bench/metrics_bench.py --knn-only): 0.82x the time of the
+previous version, which wrote each (1024, N) float32 block to memory and read
+it back for the minima and the gathers. The matmul itself now runs at its
+in-cache rate; the minima, the recomputation, the topks and the exact float64
+refinement (entropy.py) still cost about as much again (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
