@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -77,7 +78,7 @@ def make_model(name: str, args: argparse.Namespace) -> tuple[str, nn.Module, Ten
         desc, n = "digits MLP (latent 16, 300 AdamW steps)", args.mlp_samples
     else:
         g = torch.Generator().manual_seed(1)
-        (x_tr, y_tr), (x_te, y_te) = cifar_like(4096, g), cifar_like(512, g)
+        (x_tr, y_tr), (x_te, y_te) = cifar_like(4096, g), cifar_like(max(512, args.cnn_samples), g)
         model = train(build_model("cnn", "linear", (3, 32, 32), 10, 64), x_tr, y_tr, 80, 64, 3e-3)
         desc, n = "small CNN on CIFAR-shaped data (latent 64, 80 AdamW steps)", args.cnn_samples
     model = model.to(args.device)
@@ -259,8 +260,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print("$ python bench/deepfool_bench.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()))
+    print("$ python bench/deepfool_bench.py " + " ".join(sys.argv[1:]))
     print(f"torch {torch.__version__}")
     peers = available([p for p in args.peers.split(",") if p])
     for name in args.models.split(","):

@@ -36,6 +36,7 @@ import argparse
 import importlib
 import math
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -147,12 +148,19 @@ def entropy_of(sq: np.ndarray, z: np.ndarray) -> float:
     return (digamma(n) - digamma(K_NN) + log_vd + d * np.log(eps).mean()) / d
 
 
-def knn_ours(pair, y):
-    groups = torch.from_numpy(y)
-    return [knn_sq_distances(torch.from_numpy(z), K_NN, groups).numpy() for z in pair]
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
-def knn_faiss(pair, y):
+def knn_ours(pair, y, device):
+    groups = torch.from_numpy(y).to(device)
+    out = [knn_sq_distances(torch.from_numpy(z).to(device), K_NN, groups) for z in pair]
+    sync(device)
+    return [sq.cpu().numpy() for sq in out]
+
+
+def knn_faiss(pair, y, device):
     import faiss
     out = []
     for z in pair:
@@ -163,32 +171,34 @@ def knn_faiss(pair, y):
     return out
 
 
-def knn_sklearn(pair, y):
+def knn_sklearn(pair, y, device):
     return [NearestNeighbors(n_neighbors=K_NN + 1, algorithm="brute", n_jobs=1).fit(z).kneighbors(z)[0][:, -1] ** 2
             for z in pair]
 
 
-def floor_tiles(pair, y):
+def floor_tiles(pair, y, device):
     """All N^2 inner products in float32, 128 x 4096 at a time into one cache-resident tile."""
     for z in pair:
-        z32 = torch.from_numpy(z).float()
+        z32 = torch.from_numpy(z).float().to(device)
         zt, n = z32.T.contiguous(), z.shape[0]
-        tile = torch.empty(128, 4096)
+        tile = z32.new_empty(128, 4096)
         for r in range(0, n, 128):
             q = z32[r:r + 128]
             for c in range(0, n, 4096):
                 torch.mm(q, zt[:, c:c + 4096], out=tile[:q.shape[0], :min(4096, n - c)])
+    sync(device)
 
 
-def floor_blocks(pair, y):
+def floor_blocks(pair, y, device):
     """All N^2 inner products in float32, (1024, N) blocks written to one buffer in memory."""
     for z in pair:
-        z32 = torch.from_numpy(z).float()
+        z32 = torch.from_numpy(z).float().to(device)
         zt, n = z32.T.contiguous(), z.shape[0]
-        buf = torch.empty(1024, n)
+        buf = z32.new_empty(1024, n)
         for r in range(0, n, 1024):
             q = z32[r:r + 1024]
             torch.mm(q, zt, out=buf[:q.shape[0]])
+    sync(device)
 
 
 def run_knn(variant: str, args: argparse.Namespace) -> None:
@@ -207,10 +217,11 @@ def run_knn(variant: str, args: argparse.Namespace) -> None:
     names = list(jobs)
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            values[name], t = timed(jobs[name], pair, y)
+            values[name], t = timed(jobs[name], pair, y, args.device)
             times[name].append(t)
-    print(f"\n{variant}: k-NN (k = {K_NN}) of the two entropies, N={args.n} d={args.d}, "
-          f"torch threads {torch.get_num_threads()}, medians of {args.rounds} paired rounds")
+    print(f"\n{variant}: k-NN (k = {K_NN}) of the two entropies, N={args.n} d={args.d}, ours and the "
+          f"floors on {args.device}, torch threads {torch.get_num_threads()}, "
+          f"medians of {args.rounds} paired rounds")
     exact = [entropy_of(sq, z) for sq, z in zip(values["ours"], pair)]
     for name in names:
         t = statistics.median(times[name])
@@ -295,7 +306,9 @@ def main() -> None:
     parser.add_argument("--no-knn", dest="knn", action="store_false", help="skip the k-NN section")
     parser.add_argument("--rounds", type=int, default=3, help="paired rounds of the k-NN section")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="where the k-NN section runs ours and the floors")
     args = parser.parse_args()
+    print("$ python bench/metrics_bench.py " + " ".join(sys.argv[1:]))
     torch.set_num_threads(args.threads)
     try:
         import faiss
