@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from lpc_engine.errors import UsageError
+from lpc_engine.model.network import LpcModel
 from lpc_engine.robustness._common import DEFAULT_BATCH_SIZE, check_inputs, eval_mode, logits_of, model_device
 from lpc_engine.robustness.gradients import boundary_gradients, linear_head
 
@@ -84,12 +85,19 @@ def deepfool(model: nn.Module, x: Tensor, *, num_candidates: int = 10, overshoot
     _check_params(num_candidates, overshoot, max_iter, step_eps)
     check_inputs(x, batch_size)
     x = x.detach().to(model_device(model, x.device))
+    rows, xs = batch_size, x
+    if x.device.type == "cpu":
+        rows = max(1, min(batch_size, CPU_CHUNK_ELEMENTS // x[0].numel()))
+        if x.dim() == 4 and isinstance(model, LpcModel):
+            # oneDNN's convolutions run without layout reorders on channels-last
+            # images: 0.87x the time on the small CNN. Only for our own model,
+            # which never views a feature map as flat (a user's x.view(n, -1) would fail).
+            xs = x.contiguous(memory_format=torch.channels_last)
     with eval_mode(model):
-        rows = batch_size if x.device.type != "cpu" else max(1, min(batch_size, CPU_CHUNK_ELEMENTS // x[0].numel()))
-        parts = [_attack_batch(model, x[i:i + batch_size], num_candidates, overshoot, max_iter, step_eps, rows)
+        parts = [_attack_batch(model, xs[i:i + batch_size], num_candidates, overshoot, max_iter, step_eps, rows)
                  for i in range(0, x.shape[0], batch_size)]
     r_tot, iters, label, adv = (torch.cat(p) for p in zip(*parts))
-    return _result(x, r_tot, iters, label, adv, overshoot)
+    return _result(x, r_tot.contiguous(), iters, label, adv, overshoot)
 
 
 def deepfool_single(model: nn.Module, x1: Tensor, *, num_candidates: int = 10, overshoot: float = 0.02,

@@ -271,3 +271,16 @@ def test_the_chain_through_a_narrow_latent_equals_the_generic_gradients(digits):
         for name in ("iterations", "label", "adv_label"):
             assert torch.equal(getattr(res, name), getattr(ref, name)), name
     assert res.converged.all()
+
+
+def test_channels_last_images_on_the_cnn_change_nothing():
+    # deepfool runs our own conv nets on channels-last images on a CPU; a plain
+    # logits module gets the images as given.
+    torch.manual_seed(5)
+    model = build_model("cnn", "linear", (3, 8, 8), 10, 16).eval()
+    x = torch.randn(12, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    res, plain = deepfool(model, x), deepfool(LogitsOnly(model), x)
+    torch.testing.assert_close(res.ratio, plain.ratio, rtol=1e-5, atol=0)
+    for name in ("iterations", "label", "adv_label"):
+        assert torch.equal(getattr(res, name), getattr(plain, name)), name
+    assert res.perturbation.is_contiguous()
