@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from lpc_engine.errors import UsageError
 from lpc_engine.model.network import LpcModel
 from lpc_engine.robustness._common import DEFAULT_BATCH_SIZE, check_inputs, eval_mode, logits_of, model_device
+from lpc_engine.robustness.frozen_bn import with_affine_batch_norms
 from lpc_engine.robustness.gradients import boundary_gradients, linear_head
 
 # Input elements per forward/backward chunk on a CPU. The small CNN's 9 input-
@@ -94,7 +95,8 @@ def deepfool(model: nn.Module, x: Tensor, *, num_candidates: int = 10, overshoot
             # which never views a feature map as flat (a user's x.view(n, -1) would fail).
             xs = x.contiguous(memory_format=torch.channels_last)
     with eval_mode(model):
-        parts = [_attack_batch(model, xs[i:i + batch_size], num_candidates, overshoot, max_iter, step_eps, rows)
+        net = with_affine_batch_norms(model)  # its backward passes are cheaper (frozen_bn.py)
+        parts = [_attack_batch(net, xs[i:i + batch_size], num_candidates, overshoot, max_iter, step_eps, rows)
                  for i in range(0, x.shape[0], batch_size)]
     r_tot, iters, label, adv = (torch.cat(p) for p in zip(*parts))
     return _result(x, r_tot.contiguous(), iters, label, adv, overshoot)
