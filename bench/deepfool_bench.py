@@ -45,6 +45,7 @@ from lpc_engine.data.datasets import load_data
 from lpc_engine.model.network import build_model
 from lpc_engine.robustness import deepfool
 from lpc_engine.robustness.attack import CPU_CHUNK_ELEMENTS
+from lpc_engine.robustness.frozen_bn import with_affine_batch_norms
 from lpc_engine.robustness.gradients import boundary_gradients
 
 STEPS, OVERSHOOT, CANDIDATES = 50, 0.02, 10
@@ -183,7 +184,9 @@ def timed(fn: Callable, device: str) -> tuple[float, object]:
 
 
 def floor_seconds(model: nn.Module, x: Tensor, iterations: Tensor, device: str) -> float:
-    """Time of the C - 1 input-gradient passes over the active sets our attack had."""
+    """Time of the C - 1 input-gradient passes over the active sets our attack had,
+    through the model as ours runs it (batch norms as affine maps, channels-last images)."""
+    model = with_affine_batch_norms(model.eval())
     with torch.no_grad():
         cand = model(x).logits.topk(CANDIDATES, dim=1).indices
     rows = x.shape[0] if x.device.type != "cpu" else max(1, CPU_CHUNK_ELEMENTS // x[0].numel())

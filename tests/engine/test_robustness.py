@@ -284,3 +284,25 @@ def test_channels_last_images_on_the_cnn_change_nothing():
     for name in ("iterations", "label", "adv_label"):
         assert torch.equal(getattr(res, name), getattr(plain, name)), name
     assert res.perturbation.is_contiguous()
+
+
+def test_batch_norms_become_the_affine_maps_they_are_in_eval_mode():
+    from lpc_engine.robustness.frozen_bn import ChannelAffine, with_affine_batch_norms
+    torch.manual_seed(6)
+    model = build_model("cnn", "linear", (3, 8, 8), 10, 16)
+    for m in model.modules():  # non-trivial running statistics and affine parameters
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 2)
+            m.bias.data.uniform_(-1, 1)
+    model.train()
+    twin = with_affine_batch_norms(model)
+    assert model.training and twin is not model  # the caller's model is left as it was
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in twin.modules())
+    assert any(isinstance(m, ChannelAffine) for m in twin.modules())
+    x = torch.randn(5, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(twin(x).logits, model.eval()(x).logits, rtol=1e-5, atol=1e-5)
+    flat = LinearNet(torch.eye(3), torch.zeros(3))
+    assert with_affine_batch_norms(flat) is flat  # nothing to replace
