@@ -12,9 +12,9 @@ to) and picks the kk smallest. Both passes round like any dot product of
 d + 1 terms in their dtype, which is all the caller's error bound assumes.
 
 Measured on 50,000 x 64 spread latents, 1 CPU thread, the other core busy
-(paired runs, bench/metrics_bench.py --knn-only): 0.82x the time of the
-previous version, which wrote each (1024, N) float32 block to memory and read
-it back for the minima and the gathers. The matmul itself now runs at its
+(paired runs): 0.82x the time of the previous version, which wrote each
+(1024, N) float32 block to memory and read it back for the minima and the
+gathers. The matmul itself now runs at its
 in-cache rate; the minima, the recomputation, the topks and the exact float64
 refinement (entropy.py) still cost about as much again (docs/PERFORMANCE.md).
 """

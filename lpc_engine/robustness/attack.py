@@ -18,8 +18,11 @@ input-gradient passes a step for the whole active set). Samples whose label
 has flipped drop out of the active set and are not differentiated again: a
 chunk in which some flipped is run forward again without them when that
 saves backward passes. On a CPU the active set goes through in chunks small
-enough for the activations to stay in cache. `deepfool_single` is the plain
-one-input loop it is checked against.
+enough for the activations to stay in cache, and our own conv nets get
+channels-last images. The attack runs on a copy of the model whose eval-mode
+batch norms are affine maps (frozen_bn.py). docs/PERFORMANCE.md has the
+measurements. `deepfool_single` is the plain one-input loop it is checked
+against.
 """
 
 from __future__ import annotations
