@@ -15,14 +15,28 @@ hypercube vertices (+-1 per node, section II.A) plus Gaussian noise:
 classes at noise 1e-4, two exactly collapsed, the rest 0.5).
 
     .venv/bin/python bench/metrics_bench.py [--n 50000] [--d 64] [--variants spread,collapsed]
+    .venv/bin/python bench/metrics_bench.py --knn-only [--rounds 3]
 
 Run it on an idle machine; the BallTree side takes minutes at N = 50,000.
+
+The k-NN section (first, or alone with --knn-only) times, in paired rounds
+(the order rotates; each figure is the median over rounds of its ratio to
+ours in the same round), the k-NN of the two entropies (raw and standardised)
+against faiss-cpu's IndexFlatL2 and scikit-learn's brute force, and against
+the matmul floor measured in the same rounds: the 2 N^2 d flops of all inner
+products in float32, (a) as tiles of 128 x 4096 whose output stays in cache
+(the GEMM's best rate here) and (b) as (1024, N) blocks written to memory (the
+shape the earlier version of ours used). faiss and scikit-learn are the
+optional `bench` extra; a missing one is skipped with a line saying so.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
+import statistics
+import sys
 import time
 
 import numpy as np
@@ -34,7 +48,8 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
 from lpc_engine.metrics import EPS_FLOOR_REL, METRIC_NAMES, R_CAP, latent_metrics
-from lpc_engine.metrics.binarity import N_INIT, REG_COVAR, fit_node_mixtures
+from lpc_engine.metrics.binarity import N_INIT, REG_COVAR, fit_node_mixtures, standardize
+from lpc_engine.metrics.entropy import knn_sq_distances
 
 K_NN = 20
 
@@ -122,6 +137,103 @@ def baseline(z32: np.ndarray, y: np.ndarray, weight: np.ndarray, pred: np.ndarra
     return {**out, **gmm}, scores
 
 
+# ---- the k-NN of the two entropies against faiss, scikit-learn brute force and the matmul floor ----
+
+
+def entropy_of(sq: np.ndarray, z: np.ndarray) -> float:
+    """KL entropy / d from squared (k+1)-th distances (self included), with our eps floor."""
+    n, d = z.shape
+    eps = np.maximum(np.sqrt(np.maximum(sq, 0)), EPS_FLOOR_REL * np.sqrt(z.var(axis=0).mean()))
+    log_vd = d / 2 * np.log(np.pi) - gammaln(d / 2 + 1)
+    return (digamma(n) - digamma(K_NN) + log_vd + d * np.log(eps).mean()) / d
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def knn_ours(pair, y, device):
+    groups = torch.from_numpy(y).to(device)
+    out = [knn_sq_distances(torch.from_numpy(z).to(device), K_NN, groups) for z in pair]
+    sync(device)
+    return [sq.cpu().numpy() for sq in out]
+
+
+def knn_faiss(pair, y, device):
+    import faiss
+    out = []
+    for z in pair:
+        z32 = np.ascontiguousarray(z, dtype=np.float32)
+        index = faiss.IndexFlatL2(z.shape[1])
+        index.add(z32)
+        out.append(index.search(z32, K_NN + 1)[0][:, -1].astype(np.float64))
+    return out
+
+
+def knn_sklearn(pair, y, device):
+    return [NearestNeighbors(n_neighbors=K_NN + 1, algorithm="brute", n_jobs=1).fit(z).kneighbors(z)[0][:, -1] ** 2
+            for z in pair]
+
+
+def floor_tiles(pair, y, device):
+    """All N^2 inner products in float32, 128 x 4096 at a time into one cache-resident tile."""
+    for z in pair:
+        z32 = torch.from_numpy(z).float().to(device)
+        zt, n = z32.T.contiguous(), z.shape[0]
+        tile = z32.new_empty(128, 4096)
+        for r in range(0, n, 128):
+            q = z32[r:r + 128]
+            for c in range(0, n, 4096):
+                torch.mm(q, zt[:, c:c + 4096], out=tile[:q.shape[0], :min(4096, n - c)])
+    sync(device)
+
+
+def floor_blocks(pair, y, device):
+    """All N^2 inner products in float32, (1024, N) blocks written to one buffer in memory."""
+    for z in pair:
+        z32 = torch.from_numpy(z).float().to(device)
+        zt, n = z32.T.contiguous(), z.shape[0]
+        buf = z32.new_empty(1024, n)
+        for r in range(0, n, 1024):
+            q = z32[r:r + 1024]
+            torch.mm(q, zt, out=buf[:q.shape[0]])
+    sync(device)
+
+
+def run_knn(variant: str, args: argparse.Namespace) -> None:
+    z32, y, _, _ = make_latents(variant, args.n, args.d, args.classes)
+    z = z32.astype(np.float64)
+    pair = (z, standardize(torch.from_numpy(z)).numpy())
+    jobs = {"ours": knn_ours, "floor, cache tiles": floor_tiles, "floor, memory blocks": floor_blocks}
+    for name, module, fn in (("faiss IndexFlatL2", "faiss", knn_faiss), ("sklearn brute", "sklearn", knn_sklearn)):
+        try:
+            importlib.import_module(module)
+            jobs[name] = fn
+        except ImportError:
+            print(f"  skipped {name}: {module} is not installed (pip install -e '.[bench]')")
+    times = {k: [] for k in jobs}
+    values = {}
+    names = list(jobs)
+    for r in range(args.rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            values[name], t = timed(jobs[name], pair, y, args.device)
+            times[name].append(t)
+    print(f"\n{variant}: k-NN (k = {K_NN}) of the two entropies, N={args.n} d={args.d}, ours and the "
+          f"floors on {args.device}, torch threads {torch.get_num_threads()}, "
+          f"medians of {args.rounds} paired rounds")
+    exact = [entropy_of(sq, z) for sq, z in zip(values["ours"], pair)]
+    for name in names:
+        t = statistics.median(times[name])
+        per = statistics.median([a / b for a, b in zip(times["ours"], times[name])])
+        line = f"  {name:22s} {t:8.2f} s   ours / this {per:5.2f}"
+        if values.get(name) is not None:
+            got = [entropy_of(sq, z) for sq, z in zip(values[name], pair)]
+            err = max(abs(a - b) for a, b in zip(got, exact))
+            line += f"   H/d raw {got[0]:.6f}, standardised {got[1]:.6f}   |diff to ours| {err:.1e}"
+        print(line)
+
+
 # ---- reporting ----
 
 
@@ -190,11 +302,26 @@ def main() -> None:
     parser.add_argument("--variants", default="spread,collapsed")
     parser.add_argument("--no-context", dest="context", action="store_false",
                         help="skip the extra timings of sklearn brute k-NN and GMM n_init=1")
+    parser.add_argument("--knn-only", action="store_true", help="only the k-NN section")
+    parser.add_argument("--no-knn", dest="knn", action="store_false", help="skip the k-NN section")
+    parser.add_argument("--rounds", type=int, default=3, help="paired rounds of the k-NN section")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="where the k-NN section runs ours and the floors")
     args = parser.parse_args()
+    print("$ python bench/metrics_bench.py " + " ".join(sys.argv[1:]))
+    torch.set_num_threads(args.threads)
+    try:
+        import faiss
+        faiss.omp_set_num_threads(args.threads)
+    except ImportError:
+        pass
     latent_metrics(*make_latents("spread", 500, args.d, args.classes)[:2])  # warm-up
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for variant in args.variants.split(","):
-        run_variant(variant, args)
+        if args.knn:
+            run_knn(variant, args)
+        if not args.knn_only:
+            run_variant(variant, args)
 
 
 if __name__ == "__main__":

@@ -7,13 +7,12 @@ sample. The authors standardise each dimension first; both the raw and the
 standardised value are reported.
 
 The k-NN search is exact and brute force on the device of z: in 64-d trees
-barely prune (bench/metrics_bench.py, 50,000 x 64, 2 CPU cores: scikit-learn's
-BallTree needs ~4 min for the two entropies of partly collapsed latents and
-~8 min for spread ones; this module 4 s and 8 s). Per block of queries, one
-float32 matmul ranks all points; the k' = k + 1 + MARGIN smallest are found
-through group minima (they lie in the k' groups of GROUP columns with the
-smallest minima) and re-measured exactly in float64 from differences. A
-rounding-error bound on the float32 values proves, per query, that no other
+barely prune (bench/metrics_bench.py, 50,000 x 64: scikit-learn's BallTree
+needs minutes for each entropy). Per block of queries, a float32 matmul ranks
+all points (knn_select.py: in cache-sized tiles, keeping only group minima,
+then recomputing the few groups that can hold the k' = k + 1 + MARGIN
+smallest), and those k' are re-measured exactly in float64 from differences.
+A rounding-error bound on the float32 values proves, per query, that no other
 point can be nearer than the refined k-th neighbour; queries it cannot prove
 are redone in float64, then by exact differences to every point. Given
 `groups` (class labels), a block holds one class: a tight block is recentred
@@ -31,6 +30,7 @@ from torch import Tensor
 
 from lpc_engine.errors import UsageError
 from lpc_engine.metrics.binarity import standardize
+from lpc_engine.metrics.knn_select import Columns, join, make_columns, nearest
 
 K_NEIGHBOURS = 20  # Table I: "Kozachenko-Leonenko method (k=20)"
 # Collapsed points have exact duplicates, so eps_i = 0 and log eps_i = -inf.
@@ -41,10 +41,9 @@ K_NEIGHBOURS = 20  # Table I: "Kozachenko-Leonenko method (k=20)"
 # z -> c z. On standardised data the floor is 1e-10, what the authors' code
 # adds to every eps_i (here only the zeros and distances below it move).
 EPS_FLOOR_REL = 1e-10
-MARGIN = 8  # extra candidates refined exactly, so near-ties cannot swap the k-th
-QUERY_BLOCK = 1024  # queries per matmul: a (1024, N) float32 buffer ...
-BUFFER_ELEMENTS = 2 ** 28  # ... or fewer queries, so that it stays under 1 GiB
-GROUP = 64  # columns per group minimum in the candidate selection
+MARGIN = 4  # extra candidates refined exactly, so near-ties cannot swap the k-th (2 left 0.1% of
+# spread queries unproven, and their float64 redo cost more than the margin saves)
+QUERY_BLOCK = 1024  # queries ranked together (knn_select.py tiles their matmul)
 
 
 @dataclass(frozen=True)
@@ -92,73 +91,46 @@ def _layout(z: Tensor, counts: list[int]) -> _Layout:
 
 def _blocks(layout: _Layout, device: torch.device) -> list[tuple[int, Tensor]]:
     """(group, query rows) blocks of at most QUERY_BLOCK rows, each inside one group."""
-    size = max(64, min(QUERY_BLOCK, BUFFER_ELEMENTS // layout.ranges[-1][1]))
     return [(g, q) for g, (s, e) in enumerate(layout.ranges)
-            for q in torch.arange(s, e, device=device).split(size)]
+            for q in torch.arange(s, e, device=device).split(QUERY_BLOCK)]
 
 
-def _select(dist: Tensor, kk: int) -> tuple[Tensor, Tensor]:
-    """The kk smallest of each row of dist (b, G * GROUP) (+inf fills unused columns).
-
-    Any value outside the kk groups with the smallest minima is >= the kk-th
-    smallest group minimum, and those kk groups hold kk values <= it, so the
-    kk smallest values all lie in them. Returns values (b, kk), ascending, and columns.
-    """
-    b, width = dist.shape
-    groups = width // GROUP
-    if groups <= kk:
-        return torch.topk(dist, kk, dim=1, largest=False)
-    minima = dist.view(b, groups, GROUP).amin(dim=2)
-    chosen = torch.topk(minima, kk, dim=1, largest=False, sorted=False).indices
-    cols = (chosen.unsqueeze(2) * GROUP + torch.arange(GROUP, device=dist.device)).view(b, -1)
-    vals, pos = torch.topk(dist.gather(1, cols), kk, dim=1, largest=False)
-    return vals, cols.gather(1, pos)
-
-
-def _frame(z: Tensor, centre: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """z - centre in float64 (N, d) and, in dtype, the (N, d + 1) rows [-2 b, ||b||^2]."""
+def _frame(z: Tensor, centre: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Columns]:
+    """z - centre in float64 (N, d), in dtype the (N, d + 1) rows [-2 b, ||b||^2],
+    and those rows as the columns of a ranking against every point."""
     shifted = z - centre
     low = shifted.to(dtype)
-    return shifted, torch.cat([-2 * low, (low * low).sum(dim=1, keepdim=True)], dim=1)
-
-
-def _fill(buf: Tensor, start: int, qa: Tensor, aug: Tensor, rows: Tensor) -> tuple[int, Tensor]:
-    """Write ||b||^2 - 2 a.b for the points `rows` (aug: their [-2 b, ||b||^2]) into
-    buf[:, start:], pad to a multiple of GROUP with +inf; returns the end and the
-    point index of every written column (0 on padding)."""
-    m = rows.numel()
-    end = start + -(-m // GROUP) * GROUP
-    torch.mm(qa, aug.T, out=buf[:, start:start + m])
-    buf[:, start + m:end] = math.inf
-    return end, torch.cat([rows, rows.new_zeros(end - start - m)])
+    aug = torch.cat([-2 * low, (low * low).sum(dim=1, keepdim=True)], dim=1)
+    return shifted, aug, make_columns(aug, torch.arange(z.shape[0], device=z.device))
 
 
 def _refine(z: Tensor, q: Tensor, cols: Tensor) -> Tensor:
-    """(b, kk) exact float64 squared distances from z[q] to z[cols], by differences."""
-    return (z[cols] - z[q].unsqueeze(1)).square().sum(dim=2)
+    """(b, kk) exact float64 squared distances from z[q] to z[cols], by differences
+    (cdist's non-matmul mode: 2x faster than the difference tensor, same to 1 ulp)."""
+    return torch.cdist(z[q].unsqueeze(1), z[cols], compute_mode="donot_use_mm_for_euclid_dist").squeeze(1).square()
 
 
-def _candidates(z: Tensor, layout: _Layout, g: int, q: Tensor, frame: tuple[Tensor, Tensor],
-                buf: Tensor, kk: int, prune: bool) -> tuple[Tensor, Tensor, bool]:
-    """The kk smallest approximate values of each query of block q (group g), their
-    points, and whether a group was skipped.
+def _candidates(z: Tensor, layout: _Layout, g: int, q: Tensor, frame: tuple[Tensor, Tensor, Columns],
+                kk: int, prune: bool, dtype: torch.dtype) -> tuple[Tensor, Tensor, bool]:
+    """The kk points ranked nearest to each query of block q (group g) (b, kk), a
+    bound (b,) on every other ranked point's approximate value, and whether a
+    group was skipped.
 
     With `prune`, the block's own group is ranked first; its kk-th exact distance
     bounds every query's kk-th nearest, and another group whose centre is
     farther than that plus both radii (triangle inequality) cannot hold any of
-    them: it is skipped. Otherwise every point is ranked in one matmul.
+    them: it is skipped. Otherwise every point is ranked at once.
     """
-    shifted, aug = frame
+    shifted, aug, every = frame
     a = shifted[q]
-    qa = torch.cat([a.to(buf.dtype), a.new_ones(q.numel(), 1, dtype=buf.dtype)], dim=1)
+    qa = torch.cat([a.to(dtype), a.new_ones(q.numel(), 1, dtype=dtype)], dim=1)
     s, e = layout.ranges[g]
     if not prune or len(layout.ranges) == 1 or e - s < kk:
-        end, index = _fill(buf, 0, qa, aug, torch.arange(z.shape[0], device=z.device))
-        vals, pos = _select(buf[:, :end], kk)
-        return vals, index[pos], False
-    end, index = _fill(buf, 0, qa, aug[s:e], torch.arange(s, e, device=z.device))
-    vals, pos = _select(buf[:, :end], kk)
-    reach = _refine(z, q, index[pos]).amax().sqrt()
+        points, bound, _ = nearest(qa, every, kk)
+        return points, bound, False
+    own = make_columns(aug[s:e], torch.arange(s, e, device=z.device))
+    points, bound, minima = nearest(qa, own, kk)
+    reach = _refine(z, q, points).amax().sqrt()
     centre = z[q].mean(dim=0)
     gap = (layout.centre - centre).norm(dim=1) - (z[q] - centre).norm(dim=1).max() - layout.radius
     far = gap > reach + 1e-9 * (layout.centre.norm(dim=1) + centre.norm() + layout.radius + reach)
@@ -166,10 +138,8 @@ def _candidates(z: Tensor, layout: _Layout, g: int, q: Tensor, frame: tuple[Tens
     near = [torch.arange(s2, e2, device=z.device) for h, (s2, e2) in enumerate(layout.ranges) if not far[h]]
     if near:
         rows = torch.cat(near)
-        end, more = _fill(buf, end, qa, aug[rows], rows)
-        index = torch.cat([index, more])
-        vals, pos = _select(buf[:, :end], kk)
-    return vals, index[pos], len(near) < len(layout.ranges) - 1
+        points, bound, _ = nearest(qa, join(own, make_columns(aug[rows], rows)), kk, known=minima)
+    return points, bound, len(near) < len(layout.ranges) - 1
 
 
 def _knn_pass(z: Tensor, layout: _Layout, blocks: list[tuple[int, Tensor]], k: int,
@@ -187,8 +157,6 @@ def _knn_pass(z: Tensor, layout: _Layout, blocks: list[tuple[int, Tensor]], k: i
     # |approx - exact| <= gamma * (||a||^2 + ||b||^2) in the block's frame: a
     # dot product of d + 1 terms, the norms and the rounding of the inputs.
     gamma = 2 * (d + 16) * _unit_roundoff(dtype, z.device)
-    width = max(q.numel() for _, q in blocks)
-    buf = torch.empty((width, (-(-n // GROUP) + 2) * GROUP), dtype=dtype, device=z.device)
     kth = z.new_full((n,), math.nan)
     proven = torch.zeros(n, dtype=torch.bool, device=z.device)
     middle = z.mean(dim=0)
@@ -200,13 +168,13 @@ def _knn_pass(z: Tensor, layout: _Layout, blocks: list[tuple[int, Tensor]], k: i
         # frame, so its small distances survive the rounding to dtype.
         tight = (z[q] - centre).norm(dim=1).max() < 0.1 * (centre - middle).norm()
         frame = _frame(z, centre, dtype) if tight else whole
-        vals, cols, prune[g] = _candidates(z, layout, g, q, frame, buf[:q.numel()], kk, prune[g])
-        kth[q] = _refine(z, q, cols).kthvalue(k + 1, dim=1).values
-        # Every computed point outside the candidates has approx >= last, hence
+        points, bound, prune[g] = _candidates(z, layout, g, q, frame, kk, prune[g], dtype)
+        kth[q] = _refine(z, q, points).kthvalue(k + 1, dim=1).values
+        # Every ranked point outside the candidates has approx >= bound, hence
         # exact >= (last - 3 gamma ||a||^2) / (1 + 2 gamma), and >= 0; a skipped
         # group is farther than the block's kk-th exact distance, hence >= kth.
         sq_a = frame[0][q].square().sum(dim=1)
-        outside = (vals[:, -1].double() + sq_a - 3 * gamma * sq_a) / (1 + 2 * gamma)
+        outside = (bound.double() + sq_a - 3 * gamma * sq_a) / (1 + 2 * gamma)
         proven[q] = (outside.clamp_min(0) >= kth[q]) | (kk == n)
     return kth, proven
 

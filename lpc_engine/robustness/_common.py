@@ -1,4 +1,4 @@
-"""What the robustness measures share: eval mode, the device, argument checks."""
+"""What the robustness measures share: eval mode, the device, argument checks, logits."""
 
 from __future__ import annotations
 
@@ -51,8 +51,14 @@ def check_inputs(x: Tensor, batch_size: int, y: Tensor | None = None) -> None:
         raise UsageError(f"y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
 
 
+def logits_of(output: Tensor | tuple) -> Tensor:
+    """The (N, K) logits of a forward pass: the tensor itself, or `.logits` of our
+    `ModelOutput`, so any logits module (what torchattacks and foolbox take) works."""
+    return output if isinstance(output, Tensor) else output.logits
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
     """argmax of the logits, (N,) int64, in batches (call inside `eval_mode`)."""
-    return torch.cat([model(x[i:i + batch_size]).logits.argmax(1)
+    return torch.cat([logits_of(model(x[i:i + batch_size])).argmax(1)
                       for i in range(0, x.shape[0], batch_size)])

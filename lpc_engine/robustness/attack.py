@@ -13,11 +13,16 @@ follow the authors' DeepFool (DESIGN.md, "Semantics to keep"):
 - stop when the argmax over all classes differs from the label, or after
   `max_iter` steps; no clipping, all in normalised input space.
 
-`deepfool` attacks a whole batch at once: in eval mode the samples of a batch
-are independent, so the gradient of a logit difference summed over the batch
-is every sample's own gradient, one backward pass per candidate. Samples whose
-label has flipped drop out of the active set and are not recomputed.
-`deepfool_single` is the plain one-input loop it is checked against.
+`deepfool` attacks a whole batch at once (robustness/gradients.py: C - 1
+input-gradient passes a step for the whole active set). Samples whose label
+has flipped drop out of the active set and are not differentiated again: a
+chunk in which some flipped is run forward again without them when that
+saves backward passes. On a CPU the active set goes through in chunks small
+enough for the activations to stay in cache, and our own conv nets get
+channels-last images. The attack runs on a copy of the model whose eval-mode
+batch norms are affine maps (frozen_bn.py). docs/PERFORMANCE.md has the
+measurements. `deepfool_single` is the plain one-input loop it is checked
+against.
 """
 
 from __future__ import annotations
@@ -29,7 +34,16 @@ import torch
 from torch import Tensor, nn
 
 from lpc_engine.errors import UsageError
-from lpc_engine.robustness._common import DEFAULT_BATCH_SIZE, check_inputs, eval_mode, model_device
+from lpc_engine.model.network import LpcModel
+from lpc_engine.robustness._common import DEFAULT_BATCH_SIZE, check_inputs, eval_mode, logits_of, model_device
+from lpc_engine.robustness.frozen_bn import with_affine_batch_norms
+from lpc_engine.robustness.gradients import boundary_gradients, linear_head
+
+# Input elements per forward/backward chunk on a CPU. The small CNN's 9 input-
+# gradient passes ran 1.35x faster an input in chunks of 16-32 CIFAR images
+# (3 x 32 x 32) than in one of 200, whose activations spill out of the cache;
+# the digits MLP (64 inputs) keeps whole batches.
+CPU_CHUNK_ELEMENTS = 2 ** 16
 
 
 class DeepFoolResult(NamedTuple):
@@ -56,25 +70,39 @@ def deepfool(model: nn.Module, x: Tensor, *, num_candidates: int = 10, overshoot
              batch_size: int = DEFAULT_BATCH_SIZE) -> DeepFoolResult:
     """Batched DeepFool on x (N, *input_shape), the paper's settings by default.
 
-    `model(x).logits` must be (N, K). The model runs in eval mode; every
-    submodule's training flag is restored afterwards and no parameter gets a
-    `.grad` (gradients are taken with respect to the input only). Inputs are
-    moved to the model's device; `batch_size` inputs are attacked at a time.
+    `model` is any module whose forward maps (N, *input_shape) to the (N, K)
+    logits, or to our `ModelOutput` (its `.logits` is used). It runs in eval
+    mode; every submodule's training flag is restored afterwards and no
+    parameter gets a `.grad` (gradients are taken with respect to the input
+    only). Inputs are moved to the model's device; `batch_size` inputs are
+    attacked at a time. Returns a `DeepFoolResult` of N rows; x +
+    result.perturbation is the adversarial input (no clipping).
 
     Example::
 
-        >>> res = deepfool(model, data.x_test[:1000])
+        >>> res = deepfool(model, data.x_test[:1000])   # an LpcModel
         >>> res.ratio.mean()          # Table II robustness
         >>> res.converged.float().mean()
+        >>> net = torchvision.models.resnet18(num_classes=10).eval()   # a logits module
+        >>> x_adv = images + deepfool(net, images).perturbation         # images: (N, 3, H, W)
     """
     _check_params(num_candidates, overshoot, max_iter, step_eps)
     check_inputs(x, batch_size)
     x = x.detach().to(model_device(model, x.device))
+    rows, xs = batch_size, x
+    if x.device.type == "cpu":
+        rows = max(1, min(batch_size, CPU_CHUNK_ELEMENTS // x[0].numel()))
+        if x.dim() == 4 and isinstance(model, LpcModel):
+            # oneDNN's convolutions run without layout reorders on channels-last
+            # images: 0.87x the time on the small CNN. Only for our own model,
+            # which never views a feature map as flat (a user's x.view(n, -1) would fail).
+            xs = x.contiguous(memory_format=torch.channels_last)
     with eval_mode(model):
-        parts = [_attack_batch(model, x[i:i + batch_size], num_candidates, overshoot, max_iter, step_eps)
+        net = with_affine_batch_norms(model)  # its backward passes are cheaper (frozen_bn.py)
+        parts = [_attack_batch(net, xs[i:i + batch_size], num_candidates, overshoot, max_iter, step_eps, rows)
                  for i in range(0, x.shape[0], batch_size)]
     r_tot, iters, label, adv = (torch.cat(p) for p in zip(*parts))
-    return _result(x, r_tot, iters, label, adv, overshoot)
+    return _result(x, r_tot.contiguous(), iters, label, adv, overshoot)
 
 
 def deepfool_single(model: nn.Module, x1: Tensor, *, num_candidates: int = 10, overshoot: float = 0.02,
@@ -94,14 +122,14 @@ def deepfool_single(model: nn.Module, x1: Tensor, *, num_candidates: int = 10, o
     x = x1.detach().to(model_device(model, x1.device)).unsqueeze(0)
     with eval_mode(model):
         with torch.no_grad():
-            clean = model(x).logits[0]
+            clean = logits_of(model(x))[0]
         cand = clean.argsort(descending=True, stable=True)[:num_candidates].tolist()
         r_tot, x_pert, pred, steps = torch.zeros_like(x), x.clone(), int(clean.argmax()), 0
         while pred == cand[0] and steps < max_iter:
             r_tot = r_tot + _single_step(model, x_pert, cand, step_eps)
             x_pert = x + (1 + overshoot) * r_tot
             with torch.no_grad():
-                pred = int(model(x_pert).logits[0].argmax())
+                pred = int(logits_of(model(x_pert))[0].argmax())
             steps += 1
     iters, label, adv = torch.tensor([[steps], [cand[0]], [pred]], device=x.device)
     return _result(x, r_tot, iters, label, adv, overshoot)
@@ -110,7 +138,7 @@ def deepfool_single(model: nn.Module, x1: Tensor, *, num_candidates: int = 10, o
 def _single_step(model: nn.Module, x_pert: Tensor, cand: list[int], step_eps: float) -> Tensor:
     """One input's step r_i toward its nearest linearised candidate boundary."""
     x_pert = x_pert.detach().requires_grad_(True)
-    out = model(x_pert).logits[0]
+    out = logits_of(model(x_pert))[0]
     grads = [torch.autograd.grad(out[c], x_pert, retain_graph=True, allow_unused=True,
                                  materialize_grads=True)[0] for c in cand]
     out = out.detach()
@@ -127,40 +155,47 @@ def _single_step(model: nn.Module, x_pert: Tensor, cand: list[int], step_eps: fl
 
 
 def _attack_batch(model: nn.Module, x: Tensor, num_candidates: int, overshoot: float,
-                  max_iter: int, step_eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """DeepFool on one batch x (n, *S): r_tot (n, *S), iterations, label, adv_label (n,)."""
-    with torch.no_grad():
-        clean = model(x).logits
-    cand = clean.topk(min(num_candidates, clean.shape[1]), dim=1).indices  # (n, C); [:, 0] = label
-    label = cand[:, 0]
-    r_tot, iters, adv = torch.zeros_like(x), torch.zeros_like(label), label.clone()
-    active = torch.arange(x.shape[0], device=x.device)  # samples whose label has not flipped
+                  max_iter: int, step_eps: float, rows: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """DeepFool on one batch x (n, *S), `rows` at a time: r_tot (n, *S), iterations, label, adv_label (n,)."""
+    n, head = x.shape[0], linear_head(model)
+    r_tot, iters = torch.zeros_like(x), torch.zeros(n, dtype=torch.int64, device=x.device)
+    cand = label = adv = None
+    active = torch.arange(n, device=x.device)  # samples whose label has not flipped
     for step in range(max_iter + 1):
-        x_pert = (x[active] + (1 + overshoot) * r_tot[active]).requires_grad_(True)
-        logits = model(x_pert).logits
-        adv[active] = pred = logits.detach().argmax(1)
-        keep = pred == label[active]
-        if step == max_iter or not bool(keep.any()):
+        still = []
+        for idx in active.split(rows):
+            x_pert = (x[idx] + (1 + overshoot) * r_tot[idx]).requires_grad_(True)
+            out = model(x_pert)
+            logits = logits_of(out).detach()
+            if cand is None:  # step 0 is the clean forward: fix the candidates
+                c = min(num_candidates, logits.shape[1])
+                cand = torch.empty(n, c, dtype=torch.int64, device=x.device)
+                adv = torch.empty(n, dtype=torch.int64, device=x.device)
+            if step == 0:
+                cand[idx] = logits.topk(c, dim=1).indices  # [:, 0] = label
+            adv[idx] = pred = logits.argmax(1)
+            keep = pred == cand[idx, 0]
+            if step == max_iter or not bool(keep.any()):
+                continue
+            drop = None
+            if not bool(keep.all()):
+                idx_kept = idx[keep]
+                if (c - 1) * (idx.numel() - idx_kept.numel()) > idx_kept.numel():
+                    # Forward the kept rows again: fewer rows in the C - 1 backward passes.
+                    x_pert = x_pert.detach()[keep].requires_grad_(True)
+                    out, idx = model(x_pert), idx_kept
+                else:
+                    drop = keep  # flipped rows are differentiated but dropped
+            f, w = boundary_gradients(out, x_pert, cand[idx], head)
+            if drop is not None:
+                f, w, idx = f[drop], w[drop], idx[drop]
+            r_tot[idx] += _nearest_boundary_step(f.detach(), w, step_eps)
+            iters[idx] += 1
+            still.append(idx)
+        if not still:
             break
-        f = logits.gather(1, cand[active])  # (n_active, C) candidate logits
-        w = _boundary_gradients(f, x_pert)[keep]  # flipped rows are computed but dropped
-        active = active[keep]
-        r_tot[active] += _nearest_boundary_step(f.detach()[keep], w, step_eps)
-        iters[active] += 1
-    return r_tot, iters, label, adv
-
-
-def _boundary_gradients(f: Tensor, x_pert: Tensor) -> Tensor:
-    """w_k = grad_x (f_k - f_0) for every sample: (n, C-1, *S), one backward pass per k.
-
-    Summing over the batch is exact because the samples are independent in
-    eval mode. This loop measured as fast as `is_grads_batched=True` and twice
-    as fast as torch.func vmap(jacrev) or replicating the batch C-1 times.
-    """
-    c = f.shape[1]
-    grads = [torch.autograd.grad((f[:, k] - f[:, 0]).sum(), x_pert, retain_graph=k < c - 1,
-                                 allow_unused=True, materialize_grads=True)[0] for k in range(1, c)]
-    return torch.stack(grads, dim=1)
+        active = torch.cat(still)
+    return r_tot, iters, cand[:, 0], adv
 
 
 def _nearest_boundary_step(f: Tensor, w: Tensor, step_eps: float) -> Tensor:

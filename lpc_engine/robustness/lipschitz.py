@@ -7,7 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from lpc_engine.robustness._common import DEFAULT_BATCH_SIZE, check_inputs, eval_mode, model_device
+from lpc_engine.robustness._common import (DEFAULT_BATCH_SIZE, check_inputs, eval_mode, logits_of,
+                                         model_device)
 
 # The authors drop per-sample norms that are non-finite or at most this.
 _TINY = 1e-9
@@ -17,7 +18,8 @@ def lipschitz_estimate(model: nn.Module, x: Tensor, y: Tensor, *,
                        batch_size: int = DEFAULT_BATCH_SIZE) -> dict[str, float]:
     """max and mean over samples of ||grad_x (f_y - max_{j != y} f_j)||_2.
 
-    x: (N, *input_shape), y: (N,) true labels; raw logits, eval mode. Section
+    x: (N, *input_shape), y: (N,) true labels; `model(x)` returns the (N, K)
+    logits or a `ModelOutput` with `.logits`; raw logits, eval mode. Section
     II.A of the paper argues that LPC bounds the Lipschitz constant; this is
     the estimate of the authors' later code. Norms that are non-finite or
     <= 1e-9 are dropped (both values are NaN if none is left). In eval mode the
@@ -44,7 +46,7 @@ def lipschitz_estimate(model: nn.Module, x: Tensor, y: Tensor, *,
 def _margin_grad_norms(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """(n,) ||grad_x (f_y - max_{j != y} f_j)|| for one batch x (n, *S)."""
     x = x.clone().requires_grad_(True)
-    logits = model(x).logits
+    logits = logits_of(model(x))
     true = logits.gather(1, y[:, None]).squeeze(1)
     other = logits.scatter(1, y[:, None], -math.inf).amax(dim=1)
     (grad,) = torch.autograd.grad((true - other).sum(), x, allow_unused=True, materialize_grads=True)

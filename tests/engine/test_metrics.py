@@ -13,7 +13,8 @@ from lpc_engine.errors import UsageError
 from lpc_engine.metrics import (EPS_FLOOR_REL, METRIC_NAMES, R_CAP, class_codebook, class_stats,
                                 kl_entropy, latent_metrics)
 from lpc_engine.metrics.collapse import centre_distances, collapse_metrics, separation_ratio
-from lpc_engine.metrics.entropy import GROUP, MARGIN, knn_sq_distances
+from lpc_engine.metrics.entropy import MARGIN, knn_sq_distances
+from lpc_engine.metrics.knn_select import GROUP, SUPER, make_columns, nearest
 from lpc_engine.metrics.neural_collapse import ncc_mismatch, neural_collapse_metrics
 
 
@@ -203,6 +204,23 @@ def test_knn_is_exact_on_collapsed_near_collapsed_and_spread_points(grouped: boo
     z = centres[y] + spread[y, None] * rng.standard_normal((n, 16))
     got = knn_sq_distances(_t(z), 20, _labels(y) if grouped else None).numpy()
     np.testing.assert_allclose(got, _brute_kth(z, 20), rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("queries", ["many", "uneven"])
+def test_the_ranking_finds_the_kk_smallest_values_and_bounds_the_rest(queries: str) -> None:
+    # Enough groups for both rounds of the group choice. 1000 queries spread
+    # over every group recompute them in one padded matmul each; 300 identical
+    # ones all pick the same groups, which splits those into CAP-row matmuls.
+    g = torch.Generator().manual_seed(0)
+    n, kk = GROUP * SUPER * 33, 29
+    pts = torch.randn(n, 5, generator=g, dtype=torch.float64)
+    aug = torch.cat([-2 * pts, pts.square().sum(1, keepdim=True)], dim=1)
+    q = pts[:1000] if queries == "many" else torch.cat([pts[:300], pts[7:8].expand(300, 5)])
+    qa = torch.cat([q, torch.ones(q.shape[0], 1, dtype=torch.float64)], dim=1)
+    points, bound, _ = nearest(qa, make_columns(aug, torch.arange(n)), kk)
+    ref = (qa @ aug.T).topk(kk, dim=1, largest=False)
+    assert torch.equal(points.sort(dim=1).values, ref.indices.sort(dim=1).values)
+    torch.testing.assert_close(bound, ref.values[:, -1], rtol=1e-12, atol=1e-12)
 
 
 def test_entropy_floor_only_moves_duplicates() -> None:

@@ -220,3 +220,89 @@ def test_bad_arguments_are_usage_errors(call):
     model = LinearNet(torch.eye(3), torch.zeros(3))
     with pytest.raises(UsageError):
         call(model, torch.randn(4, 3), torch.zeros(4, dtype=torch.long))
+
+
+class LogitsOnly(nn.Module):
+    """A plain logits module, as torchattacks and foolbox take: model(x).logits."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).logits
+
+
+def test_a_plain_logits_module_gives_the_same_results(digits, mlp):
+    x, y = digits.x_test[:40], digits.y_test[:40]
+    plain = LogitsOnly(mlp).eval()
+    ours, theirs = deepfool(mlp, x), deepfool(plain, x)
+    torch.testing.assert_close(theirs.ratio, ours.ratio, rtol=1e-6, atol=0)
+    for name in ("iterations", "label", "adv_label"):
+        assert torch.equal(getattr(theirs, name), getattr(ours, name)), name
+    torch.testing.assert_close(deepfool_single(plain, x[3]).ratio, deepfool_single(mlp, x[3]).ratio,
+                               rtol=1e-6, atol=0)
+    assert lipschitz_estimate(plain, x, y) == pytest.approx(lipschitz_estimate(mlp, x, y), rel=1e-6)
+    assert robustness_table(plain, x, y, samples=10) == pytest.approx(robustness_table(mlp, x, y, samples=10),
+                                                                      rel=1e-6)
+
+
+@pytest.mark.parametrize("chunk_elements", [64 * 3, 64 * 11])  # 3 and 11 rows a chunk
+def test_cpu_chunks_and_dropped_rows_change_nothing(digits, mlp, monkeypatch, chunk_elements):
+    import lpc_engine.robustness.attack as attack
+    x = digits.x_test[:40]
+    whole = deepfool(mlp, x)
+    monkeypatch.setattr(attack, "CPU_CHUNK_ELEMENTS", chunk_elements)
+    res = deepfool(mlp, x)
+    torch.testing.assert_close(res.ratio, whole.ratio, rtol=1e-5, atol=0)
+    for name in ("iterations", "converged", "label", "adv_label"):
+        assert torch.equal(getattr(res, name), getattr(whole, name)), name
+
+
+def test_the_chain_through_a_narrow_latent_equals_the_generic_gradients(digits):
+    # latent 4 < C - 1 = 9: DeepFool takes grad f_k = J_z^T W_k from 4 passes.
+    torch.manual_seed(4)
+    model = build_model("mlp", "linear", (1, 8, 8), 10, 4).double().eval()
+    x = digits.x_test[:30].double()  # float64: the two ways agree to rounding
+    res, single = deepfool(model, x), one_at_a_time(model, x)
+    generic = deepfool(LogitsOnly(model), x)  # no latent: C - 1 passes
+    for ref in (single, generic):
+        torch.testing.assert_close(res.ratio, ref.ratio, rtol=1e-10, atol=0)
+        for name in ("iterations", "label", "adv_label"):
+            assert torch.equal(getattr(res, name), getattr(ref, name)), name
+    assert res.converged.all()
+
+
+def test_channels_last_images_on_the_cnn_change_nothing():
+    # deepfool runs our own conv nets on channels-last images on a CPU; a plain
+    # logits module gets the images as given.
+    torch.manual_seed(5)
+    model = build_model("cnn", "linear", (3, 8, 8), 10, 16).eval()
+    x = torch.randn(12, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    res, plain = deepfool(model, x), deepfool(LogitsOnly(model), x)
+    torch.testing.assert_close(res.ratio, plain.ratio, rtol=1e-5, atol=0)
+    for name in ("iterations", "label", "adv_label"):
+        assert torch.equal(getattr(res, name), getattr(plain, name)), name
+    assert res.perturbation.is_contiguous()
+
+
+def test_batch_norms_become_the_affine_maps_they_are_in_eval_mode():
+    from lpc_engine.robustness.frozen_bn import ChannelAffine, with_affine_batch_norms
+    torch.manual_seed(6)
+    model = build_model("cnn", "linear", (3, 8, 8), 10, 16)
+    for m in model.modules():  # non-trivial running statistics and affine parameters
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 2)
+            m.bias.data.uniform_(-1, 1)
+    model.train()
+    twin = with_affine_batch_norms(model)
+    assert model.training and twin is not model  # the caller's model is left as it was
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in twin.modules())
+    assert any(isinstance(m, ChannelAffine) for m in twin.modules())
+    x = torch.randn(5, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(twin(x).logits, model.eval()(x).logits, rtol=1e-5, atol=1e-5)
+    flat = LinearNet(torch.eye(3), torch.zeros(3))
+    assert with_affine_batch_norms(flat) is flat  # nothing to replace
