@@ -80,15 +80,16 @@ def run(
     image_size: Annotated[Optional[int], field_option("image_size")] = None,
     data_placement: Annotated[PlacementName, field_option("data_placement")] = None,
     loader_workers: Annotated[Optional[int], field_option("loader_workers")] = None,
-    log_to: Annotated[Optional[str], field_option("log_to", "--log-to")] = None,
+    log_to: Annotated[Optional[str], field_option("log_to")] = None,
     compile_model: Annotated[Optional[bool], field_option("compile", "--compile/--no-compile")] = None,
     runs_dir: RunsDir = "runs",
     name: Annotated[Optional[str], typer.Option(help="Run name (default: preset-dataset-seed-time).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run NAME from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run NAME.")] = False,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML (or JSON) file of config fields.")] = None,
-    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Processes training this run together (DistributedDataParallel): one per GPU, "
-        "or CPU processes sharing the cores.")] = 1,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help=(
+        "Processes training this run together (DistributedDataParallel): one per GPU, "
+        "or CPU processes sharing the cores."))] = 1,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved config as TOML and exit.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> None:

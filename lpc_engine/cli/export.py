@@ -20,7 +20,6 @@ from lpc_engine.trackers.export import export_run
 TrackerName = Literal[TRACKERS]  # Typer checks the choice: a bad one exits 2, listing them
 
 
-
 def next_step(to: str, where: str) -> str:
     """The command that shows (or uploads) what was written."""
     if to == "tensorboard":

@@ -16,19 +16,10 @@ from lpc_engine.errors import UsageError
 from lpc_engine.model.backbones import BACKBONES
 from lpc_engine.presets import PRESETS
 
-# Fields whose allowed values are names defined outside the config.
-_NAMES = {"preset": tuple(PRESETS), "dataset": DATASETS, "backbone": tuple(BACKBONES)}
-
-
-def field_help(name: str, with_choices: bool = True) -> str:
-    """The help of the flag of config field `name`: its doc, with the
-    allowed values where there is a fixed set (Rich markup escaped, so
-    that `[gamma]` or `pip install 'x[extra]'` show as written)."""
-    meta = leaf_fields()[name][1].metadata
-    text = meta["doc"]
-    names = meta.get("choices") or _NAMES.get(name)
-    if names and with_choices:
-        text += f" ({', '.join(names)})"
+def field_help(name: str) -> str:
+    """The help of the flag of config field `name`: its doc (Rich markup
+    escaped, so that `[gamma]` or `pip install 'x[extra]'` show as written)."""
+    text = leaf_fields()[name][1].metadata["doc"]
     return escape(text[0].upper() + text[1:] + ".")
 
 
@@ -37,7 +28,7 @@ def field_option(name: str, *decls: str, **extra: Any) -> Any:
     `decls` as typer.Option's (e.g. "--compile/--no-compile"). A field with
     fixed values is typed with one of the Literal types below, so Typer
     lists them; the help does not repeat them."""
-    return typer.Option(*decls, help=field_help(name, with_choices=False), **extra)
+    return typer.Option(*decls, help=field_help(name), **extra)
 
 
 # Options with a fixed set of values: Typer checks them (exit 2 listing the

@@ -134,8 +134,9 @@ def _finish(name: str, raw: _Raw, device: torch.device, streamed: bool = False) 
     shape = (1, -1) + (1,) * (x_train.dim() - 2)  # broadcast over channels
     mean_t = torch.tensor(mean, dtype=torch.float32, device=where).view(shape)
     std_t = torch.tensor(std, dtype=torch.float32, device=where).view(shape)
-    x_train, x_test = (pinned(x.sub_(mean_t).div_(std_t), device) if streamed else x.sub_(mean_t).div_(std_t)
-                       for x in (x_train, x_test))
+    x_train, x_test = (x.sub_(mean_t).div_(std_t) for x in (x_train, x_test))
+    if streamed:
+        x_train, x_test = pinned(x_train, device), pinned(x_test, device)
     return TensorData(
         x_train=x_train,
         y_train=raw.y_train.to(device=device, dtype=torch.int64),

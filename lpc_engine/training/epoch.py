@@ -295,8 +295,8 @@ def epoch_scalars(progress: EpochProgress, world: World = World()) -> dict[str, 
 @torch.no_grad()
 def clean_latents(model: nn.Module, x: Tensor, batch_size: int = 2048) -> tuple[Tensor, Tensor]:
     """Latents z (N, d) and predicted labels (N,), on the model's device, of
-    un-augmented inputs x (on any device), in eval mode (the paper measures collapse on clean latents); the model's
-    mode is restored."""
+    un-augmented inputs x (on any device), in eval mode (the paper measures
+    collapse on clean latents); the model's mode is restored."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from lpc_engine.config import GammaConfig, OptimConfig, check_range, leaf_fields
+from lpc_engine.config import GammaConfig, OptimConfig, RunConfig, validate
 from lpc_engine.errors import ConfigError
 
 
@@ -125,11 +125,7 @@ class GammaSchedule:
             raise ConfigError(f"GammaSchedule: unknown field(s) {', '.join(unknown)}; "
                               "the fields are GammaConfig's")
         self.config = GammaConfig(**fields)
-        meta = leaf_fields()
-        for name, value in dataclasses.asdict(self.config).items():
-            check_range(name, meta[name][1].metadata, value)
-        if self.config.gamma_max < self.config.gamma_init:
-            raise ConfigError("GammaSchedule: gamma_max must be >= gamma_init")
+        validate(RunConfig(gamma=self.config))  # the config file's own checks: ranges, gamma_max >= gamma_init, ...
         self.epochs = epochs
 
     @classmethod

@@ -89,13 +89,13 @@ def train(cfg: RunConfig, control: Control | None = None, run_dir: str | Path | 
 
 def _tracked(events: Iterator[Event], s: Session) -> Iterator[Event]:
     """`events`, each also sent to the run's trackers, with what they report
-    (an alert) after it; the last event is theirs already (`_end`)."""
+    (an alert) after it; the last event is theirs already (`_end` closes
+    them and clears `s.trackers` before it)."""
     for event in events:
         if s.trackers is None:
             yield event
             continue
-        if not isinstance(event, (RunFinished, RunFailed)):
-            s.trackers.send(event)
+        s.trackers.send(event)
         yield event
         for alert in s.trackers.alerts():
             yield s.emit(alert)
