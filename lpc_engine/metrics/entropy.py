@@ -18,6 +18,9 @@ are redone in float64, then by exact differences to every point. Given
 `groups` (class labels), a block holds one class: a tight block is recentred
 before rounding to float32, so collapsed classes keep their tiny distances,
 and whole classes out of reach by the triangle inequality are skipped.
+Where nothing would be skipped and no block is tight (spread latents), on
+the CPU, the group minima of all N^2 squared distances are taken once
+instead, over half the matmul, since distance is symmetric.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from torch import Tensor
 
 from lpc_engine.errors import UsageError
 from lpc_engine.metrics.binarity import standardize
-from lpc_engine.metrics.knn_select import Columns, join, make_columns, nearest
+from lpc_engine.metrics.knn_select import Columns, join, make_columns, nearest, symmetric_minima
 
 K_NEIGHBOURS = 20  # Table I: "Kozachenko-Leonenko method (k=20)"
 # Collapsed points have exact duplicates, so eps_i = 0 and log eps_i = -inf.
@@ -110,31 +113,45 @@ def _refine(z: Tensor, q: Tensor, cols: Tensor) -> Tensor:
     return torch.cdist(z[q].unsqueeze(1), z[cols], compute_mode="donot_use_mm_for_euclid_dist").squeeze(1).square()
 
 
+def _far_groups(z: Tensor, layout: _Layout, g: int, q: Tensor, points: Tensor) -> Tensor:
+    """(G,) True for the groups that cannot hold any of the kk nearest of block q
+    (group g), given `points` (b, kk) of its own group, and for g itself.
+
+    The kk-th exact distance to those bounds every query's kk-th nearest; a
+    group whose centre is farther than that plus both radii (triangle
+    inequality) is out of reach.
+    """
+    reach = _refine(z, q, points).amax().sqrt()
+    centre = z[q].mean(dim=0)
+    gap = (layout.centre - centre).norm(dim=1) - (z[q] - centre).norm(dim=1).max() - layout.radius
+    far = gap > reach + 1e-9 * (layout.centre.norm(dim=1) + centre.norm() + layout.radius + reach)
+    far[g] = True
+    return far
+
+
+def _query_rows(a: Tensor, dtype: torch.dtype) -> Tensor:
+    """(b, d + 1) rows [a, 1] in dtype: against columns [-2 b, ||b||^2], ||b||^2 - 2 a.b."""
+    return torch.cat([a.to(dtype), a.new_ones(a.shape[0], 1, dtype=dtype)], dim=1)
+
+
 def _candidates(z: Tensor, layout: _Layout, g: int, q: Tensor, frame: tuple[Tensor, Tensor, Columns],
                 kk: int, prune: bool, dtype: torch.dtype) -> tuple[Tensor, Tensor, bool]:
     """The kk points ranked nearest to each query of block q (group g) (b, kk), a
     bound (b,) on every other ranked point's approximate value, and whether a
     group was skipped.
 
-    With `prune`, the block's own group is ranked first; its kk-th exact distance
-    bounds every query's kk-th nearest, and another group whose centre is
-    farther than that plus both radii (triangle inequality) cannot hold any of
-    them: it is skipped. Otherwise every point is ranked at once.
+    With `prune`, the block's own group is ranked first, and the groups out of
+    its reach (_far_groups) are skipped. Otherwise every point is ranked at once.
     """
     shifted, aug, every = frame
-    a = shifted[q]
-    qa = torch.cat([a.to(dtype), a.new_ones(q.numel(), 1, dtype=dtype)], dim=1)
+    qa = _query_rows(shifted[q], dtype)
     s, e = layout.ranges[g]
     if not prune or len(layout.ranges) == 1 or e - s < kk:
         points, bound, _ = nearest(qa, every, kk)
         return points, bound, False
     own = make_columns(aug[s:e], torch.arange(s, e, device=z.device))
     points, bound, minima = nearest(qa, own, kk)
-    reach = _refine(z, q, points).amax().sqrt()
-    centre = z[q].mean(dim=0)
-    gap = (layout.centre - centre).norm(dim=1) - (z[q] - centre).norm(dim=1).max() - layout.radius
-    far = gap > reach + 1e-9 * (layout.centre.norm(dim=1) + centre.norm() + layout.radius + reach)
-    far[g] = True
+    far = _far_groups(z, layout, g, q, points)
     near = [torch.arange(s2, e2, device=z.device) for h, (s2, e2) in enumerate(layout.ranges) if not far[h]]
     if near:
         rows = torch.cat(near)
@@ -142,39 +159,100 @@ def _candidates(z: Tensor, layout: _Layout, g: int, q: Tensor, frame: tuple[Tens
     return points, bound, len(near) < len(layout.ranges) - 1
 
 
+@dataclass(frozen=True)
+class _Shared:
+    """Squared distances between all points, ranked once for every query
+    (knn_select.symmetric_minima): rows (N, d + 2) [a, ||a||^2, 1], columns
+    [-2 b, 1, ||b||^2], and every point's group minima (P, G)."""
+
+    rows: Tensor
+    cols: Columns
+    minima: Tensor
+
+
+def _shared(shifted: Tensor, dtype: torch.dtype) -> _Shared:
+    low = shifted.to(dtype)
+    sq, one = (low * low).sum(dim=1, keepdim=True), low.new_ones(low.shape[0], 1)
+    rows = torch.cat([low, sq, one], dim=1)
+    cols = make_columns(torch.cat([-2 * low, one, sq], dim=1), torch.arange(low.shape[0], device=low.device))
+    return _Shared(rows, cols, symmetric_minima(rows, cols))
+
+
+PROBE = 64  # queries per group that test whether class pruning would skip anything
+
+
+def _sharing_pays(z: Tensor, layout: _Layout, blocks: list[tuple[int, Tensor]], whole: tuple[Tensor, Tensor, Columns],
+                  kk: int, dtype: torch.dtype) -> bool:
+    """Whether ranking all N^2 distances once, half the matmul of ranking each
+    block's (the distance is symmetric), costs less than the block-wise search.
+
+    Only on the CPU (where the matmul is the cost), when no block is tight (its
+    own frame would not share the ranking), and when class pruning would skip
+    nothing: PROBE queries of each group skip at least as often as its blocks.
+    """
+    middle = z.mean(dim=0)
+    if z.device.type != "cpu" or any(_tight(z, q, middle) for _, q in blocks):
+        return False
+    shifted, aug, _ = whole
+    for g, (s, e) in enumerate(layout.ranges):
+        if len(layout.ranges) == 1 or e - s < kk:
+            continue
+        q = torch.arange(s, min(e, s + PROBE), device=z.device)
+        own = make_columns(aug[s:e], torch.arange(s, e, device=z.device))
+        points, _, _ = nearest(_query_rows(shifted[q], dtype), own, kk)
+        if int(_far_groups(z, layout, g, q, points).sum()) > 1:
+            return False
+    return True
+
+
+def _tight(z: Tensor, q: Tensor, middle: Tensor) -> bool:
+    """Whether block q is tight away from the middle of z (a collapsed class): it
+    then gets its own frame, so its small distances survive the rounding."""
+    centre = z[q].mean(dim=0)
+    return bool((z[q] - centre).norm(dim=1).max() < 0.1 * (centre - middle).norm())
+
+
 def _knn_pass(z: Tensor, layout: _Layout, blocks: list[tuple[int, Tensor]], k: int,
-              dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+              dtype: torch.dtype, share: bool = False) -> tuple[Tensor, Tensor]:
     """Squared distance from each query to its (k+1)-th nearest point, itself included.
 
     z: (N, d) float64, rows sorted by group. Distances are ranked in `dtype`,
     in a frame centred on the data (or on a tight block), and the candidates
-    re-measured in float64 from differences of z itself. Returns (N,) values
-    (NaN outside the blocks) and (N,) bool: True where the rounding bound
-    proves the value exact.
+    re-measured in float64 from differences of z itself. With `share` (every
+    point a query), all distances may be ranked at once (_sharing_pays).
+    Returns (N,) values (NaN outside the blocks) and (N,) bool: True where the
+    rounding bound proves the value exact.
     """
     n, d = z.shape
     kk = min(k + 1 + MARGIN, n)
-    # |approx - exact| <= gamma * (||a||^2 + ||b||^2) in the block's frame: a
-    # dot product of d + 1 terms, the norms and the rounding of the inputs.
-    gamma = 2 * (d + 16) * _unit_roundoff(dtype, z.device)
+    # |approx - exact| <= gamma * (||a||^2 + ||b||^2) in the frame, exact the
+    # squared distance (less ||a||^2 for [a, 1] queries). To first order in u:
+    # the matmul of d + 2 terms, gamma_(d+2) * 2 (||a||^2 + ||b||^2); the
+    # norms ||b||^2 in dtype, d u ||b||^2; the rounding of a and b to dtype,
+    # 4 u (||a||^2 + ||b||^2). 3d + 16 leaves room for the second order.
+    gamma = (3 * d + 16) * _unit_roundoff(dtype, z.device)
     kth = z.new_full((n,), math.nan)
     proven = torch.zeros(n, dtype=torch.bool, device=z.device)
     middle = z.mean(dim=0)
     whole = _frame(z, middle, dtype)
+    shared = _shared(whole[0], dtype) if share and _sharing_pays(z, layout, blocks, whole, kk, dtype) else None
     prune = [True] * len(layout.ranges)  # until a block of the group skips nothing
     for g, q in blocks:
-        centre = z[q].mean(dim=0)
-        # A tight block away from the middle (a collapsed class) gets its own
-        # frame, so its small distances survive the rounding to dtype.
-        tight = (z[q] - centre).norm(dim=1).max() < 0.1 * (centre - middle).norm()
-        frame = _frame(z, centre, dtype) if tight else whole
-        points, bound, prune[g] = _candidates(z, layout, g, q, frame, kk, prune[g], dtype)
+        if shared is not None:
+            frame = whole
+            points, bound, _ = nearest(shared.rows[q], shared.cols, kk, known=shared.minima[q])
+            offset = 0.0  # the ranked values are whole squared distances
+        else:
+            frame = _frame(z, z[q].mean(dim=0), dtype) if _tight(z, q, middle) else whole
+            points, bound, prune[g] = _candidates(z, layout, g, q, frame, kk, prune[g], dtype)
+            offset = 1.0  # the ranked values lack ||a||^2
         kth[q] = _refine(z, q, points).kthvalue(k + 1, dim=1).values
         # Every ranked point outside the candidates has approx >= bound, hence
-        # exact >= (last - 3 gamma ||a||^2) / (1 + 2 gamma), and >= 0; a skipped
-        # group is farther than the block's kk-th exact distance, hence >= kth.
+        # (||b||^2 <= 2 ||a||^2 + 2 exact) exact >= (bound + offset ||a||^2 -
+        # 3 gamma ||a||^2) / (1 + 2 gamma), and >= 0; a skipped group is
+        # farther than the block's kk-th exact distance, hence >= kth.
         sq_a = frame[0][q].square().sum(dim=1)
-        outside = (bound.double() + sq_a - 3 * gamma * sq_a) / (1 + 2 * gamma)
+        outside = (bound.double() + (offset - 3 * gamma) * sq_a) / (1 + 2 * gamma)
         proven[q] = (outside.clamp_min(0) >= kth[q]) | (kk == n)
     return kth, proven
 
@@ -200,7 +278,7 @@ def knn_sq_distances(z: Tensor, k: int, groups: Tensor | None = None) -> Tensor:
         counts = torch.unique_consecutive(groups[order], return_counts=True)[1].tolist()
     layout = _layout(z, [z.shape[0]] if order is None else counts)
     blocks = _blocks(layout, z.device)
-    kth, proven = _knn_pass(z, layout, blocks, k, torch.float32)
+    kth, proven = _knn_pass(z, layout, blocks, k, torch.float32, share=True)
     if not bool(proven.all()):
         redo = [(g, q[~proven[q]]) for g, q in blocks if not bool(proven[q].all())]
         again, sure = _knn_pass(z, layout, redo, k, torch.float64)

@@ -9,14 +9,15 @@ is still in cache. Any value outside the kk groups with the smallest minima is
 the kk smallest values all lie in them. Pass 2 recomputes just those groups
 (kk x GROUP of the N columns, one batched matmul over the groups they belong
 to) and picks the kk smallest. Both passes round like any dot product of
-d + 1 terms in their dtype, which is all the caller's error bound assumes.
+d + 1 (or d + 2) terms in their dtype, which is all the caller's error bound assumes.
 
-Measured on 50,000 x 64 spread latents, 1 CPU thread, the other core busy
-(paired runs): 0.82x the time of the previous version, which wrote each
-(1024, N) float32 block to memory and read it back for the minima and the
-gathers. The matmul itself now runs at its
-in-cache rate; the minima, the recomputation, the topks and the exact float64
-refinement (entropy.py) still cost about as much again (docs/PERFORMANCE.md).
+Where every point is a query and the values are whole squared distances
+(`symmetric_minima`), pass 1 runs once for all queries over the tiles on and
+right of the diagonal only: distance is symmetric, so each tile gives the
+minima of its rows and of its columns, half the matmul. On 50,000 x 64
+spread latents, 1 CPU thread, an entropy's k-NN then spends about 1.1 s in
+the matmul, 0.9 s in the tile minima and 1.2 s in the selection
+(docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ class Columns:
 def make_columns(aug: Tensor, points: Tensor) -> Columns:
     pad = -points.numel() % GROUP
     filler = aug.new_zeros(pad, aug.shape[1])
-    filler[:, -1] = math.inf
+    # [0, ..., 0, 1, +inf]: +inf against any finite query, and against
+    # symmetric_minima's padding rows [0, ..., 0, +inf, 1] too (no 0 * inf).
+    filler[:, -2:] = torch.tensor([1.0, math.inf])
     return Columns(torch.cat([aug, filler]), torch.cat([points, points.new_zeros(pad)]))
 
 
@@ -74,6 +77,34 @@ def group_minima(qa: Tensor, aug: Tensor) -> Tensor:
             out = tile[:r1 - r0, :c1 - c0]
             torch.mm(qa[r0:r1], aug[c0:c1].T, out=out)
             minima[r0:r1, c0 // GROUP:c1 // GROUP] = out.unflatten(1, (-1, GROUP)).amin(dim=2)
+    return minima
+
+
+def symmetric_minima(rows: Tensor, cols: Columns) -> Tensor:
+    """(P, G) the minimum over each group of GROUP columns of rows @ cols.aug.T, for
+    a product that is symmetric up to rounding: rows (N, d + 2) [a, ||a||^2, 1]
+    against columns [-2 b, 1, ||b||^2] of the same N points give the squared
+    distances. P = G * GROUP rows (+inf on padding rows).
+
+    Only the tiles on and right of the diagonal are computed, half the matmul:
+    a tile yields its rows' minima over its column groups, and, read down its
+    columns, its columns' minima over its row groups. Every (point, group) pair
+    is covered: a group left of a row tile lies in an earlier row tile, whose
+    columns reach every later point.
+    """
+    n, (p, width) = rows.shape[0], cols.aug.shape
+    rows = torch.cat([rows, rows.new_zeros(p - n, width)])
+    rows[n:, -2:] = torch.tensor([math.inf, 1.0])
+    minima = rows.new_empty(p, p // GROUP)
+    tile = rows.new_empty(min(p, TILE_ROWS), min(p, TILE_COLS))
+    for r0 in range(0, p, TILE_ROWS):
+        r1 = min(p, r0 + TILE_ROWS)
+        for c0 in range(r0, p, TILE_COLS):
+            c1 = min(p, c0 + TILE_COLS)
+            out = tile[:r1 - r0, :c1 - c0]
+            torch.mm(rows[r0:r1], cols.aug[c0:c1].T, out=out)
+            minima[r0:r1, c0 // GROUP:c1 // GROUP] = out.unflatten(1, (-1, GROUP)).amin(dim=2)
+            minima[c0:c1, r0 // GROUP:r1 // GROUP] = out.unflatten(0, (-1, GROUP)).amin(dim=1).T
     return minima
 
 

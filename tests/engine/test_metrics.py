@@ -13,8 +13,9 @@ from lpc_engine.errors import UsageError
 from lpc_engine.metrics import (EPS_FLOOR_REL, METRIC_NAMES, R_CAP, class_codebook, class_stats,
                                 kl_entropy, latent_metrics)
 from lpc_engine.metrics.collapse import centre_distances, collapse_metrics, separation_ratio
+from lpc_engine.metrics import entropy, knn_select
 from lpc_engine.metrics.entropy import MARGIN, knn_sq_distances
-from lpc_engine.metrics.knn_select import GROUP, SUPER, make_columns, nearest
+from lpc_engine.metrics.knn_select import GROUP, SUPER, make_columns, nearest, symmetric_minima
 from lpc_engine.metrics.neural_collapse import ncc_mismatch, neural_collapse_metrics
 
 
@@ -204,6 +205,53 @@ def test_knn_is_exact_on_collapsed_near_collapsed_and_spread_points(grouped: boo
     z = centres[y] + spread[y, None] * rng.standard_normal((n, 16))
     got = knn_sq_distances(_t(z), 20, _labels(y) if grouped else None).numpy()
     np.testing.assert_allclose(got, _brute_kth(z, 20), rtol=1e-9, atol=0)
+
+
+def _overlapping_classes(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Three classes whose noise (1) spans the distance between their centres (+-1 per node)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    return rng.choice([-1.0, 1.0], size=(3, d))[y] + rng.standard_normal((n, d)), y
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_knn_ranking_all_distances_at_once_is_exact(grouped: bool, monkeypatch) -> None:
+    z, y = _overlapping_classes(3 * GROUP * (20 + 1 + MARGIN) // 2, 8, seed=8)
+    shared = []
+    monkeypatch.setattr(entropy, "symmetric_minima",
+                        lambda *a: shared.append(1) or symmetric_minima(*a))
+    got = knn_sq_distances(_t(z), 20, _labels(y) if grouped else None).numpy()
+    assert shared == [1]  # nothing to prune, nothing tight: one ranking serves every query
+    np.testing.assert_allclose(got, _brute_kth(z, 20), rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("case, shares", [("overlapping", True), ("separated", False), ("tight", False)])
+def test_knn_ranks_all_distances_at_once_only_where_that_pays(case: str, shares: bool, monkeypatch) -> None:
+    z, y = _overlapping_classes(3000, 8, seed=9)
+    if case == "separated":  # class pruning skips the other classes
+        z = z + 100 * np.eye(3, 8)[y]
+    elif case == "tight":  # a collapsed class needs its own frame
+        z[y == 0] = z[y == 0].mean(axis=0) + 1e-6 * z[y == 0]
+    calls = []
+    monkeypatch.setattr(entropy, "symmetric_minima", lambda *a: calls.append(1) or symmetric_minima(*a))
+    got = knn_sq_distances(_t(z), 20, _labels(y))
+    assert calls == ([1] if shares else [])
+    np.testing.assert_allclose(got.numpy(), _brute_kth(z, 20), rtol=1e-9, atol=0)
+
+
+def test_symmetric_minima_are_every_points_group_minima(monkeypatch) -> None:
+    # Small tiles, so the 1000 points (not a whole number of groups) span many
+    # tiles in both directions, and both readings of a tile are needed.
+    monkeypatch.setattr(knn_select, "TILE_ROWS", 128)
+    monkeypatch.setattr(knn_select, "TILE_COLS", 256)
+    pts = torch.randn(1000, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    sq, one = pts.square().sum(1, keepdim=True), torch.ones(1000, 1, dtype=torch.float64)
+    cols = make_columns(torch.cat([-2 * pts, one, sq], dim=1), torch.arange(1000))
+    got = symmetric_minima(torch.cat([pts, sq, one], dim=1), cols)
+    distances = torch.cdist(pts, pts).square()
+    padded = torch.cat([distances, distances.new_full((1000, -1000 % GROUP), math.inf)], dim=1)
+    assert got.shape == (1000 + (-1000 % GROUP), padded.shape[1] // GROUP)
+    torch.testing.assert_close(got[:1000], padded.view(1000, -1, GROUP).amin(dim=2), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("queries", ["many", "uneven"])
