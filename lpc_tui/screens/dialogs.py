@@ -18,9 +18,11 @@ HELP = """[b]LPC Studio keys[/b]
   [b]m[/b]  monitor       1-4 switch Curves / Nodes / Metrics / Log,
                    [ ] page the nodes, , . step measured epochs
   [b]t[/b]  results       robustness and Tables I, II, IV vs the paper
-  [b]r[/b]  runs          Enter follows one in the monitor, Space marks,
-                   v compares the marked runs (Tables I, II, IV),
-                   R resumes the run under the cursor, g reloads
+  [b]r[/b]  runs          Enter follows one in the monitor, or opens and
+                   closes a sweep's folder; Space marks (a folder:
+                   all its runs), v compares the marked runs
+                   (Tables I, II, IV), R resumes the run under the
+                   cursor, / filters by name, g reloads
   [b]e[/b]  export        the run's epochs as CSV and an SVG screenshot
   [b]q[/b]  quit          asks first when a run is active
   [b]?[/b]  this help     Esc closes it"""

@@ -1,8 +1,9 @@
-"""Runs pane: every run in the runs directory, at any depth (a sweep's runs
-together), with its state, refreshed every few seconds off the event loop;
-open one to see its curves here and follow it in the monitor (Enter), mark
-several (space) to overlay their curves and compare their numbers, resume a
-stopped one (R)."""
+"""Runs pane: every run in the runs directory, at any depth, with its state,
+refreshed every few seconds off the event loop; a folder of runs (a sweep)
+is one row that Enter opens and closes (run_groups.py). Open a run to see
+its curves here and follow it in the monitor (Enter), mark several (space;
+on a folder, all its runs) to overlay their curves and compare their
+numbers, resume a stopped one (R)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from textual.widgets import DataTable, Input, Static
 from lpc_engine.runs.reader import list_runs
 
 from lpc_tui.history import RunHistory, history_from_disk
+from lpc_tui.run_groups import Row, table_rows
 from lpc_tui.screens.compare import CompareScreen
 from lpc_tui.widgets.plots import Series, SeriesPlot
 from lpc_tui.widgets.tables import fmt
@@ -54,10 +56,12 @@ class RunsPane(Vertical):
         self.opened: str | None = None
         self.listed: list[dict] = []  # the last listing, before the filter
         self.filter_text = ""
+        self.open_groups: set[str] = set()  # folders shown open; all start closed
+        self.rows: dict[str, Row] = {}  # the table's rows by key
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="runs-bar"):
-            yield Static("Enter monitor · Space mark · v compare · R resume · / filter", id="runs-hint")
+            yield Static("Enter monitor/open · Space mark · v compare · R resume · / filter", id="runs-hint")
             yield Input(placeholder="name filter", compact=True, id="runs-filter")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         with Grid(id="runs-curves"):
@@ -97,34 +101,32 @@ class RunsPane(Vertical):
     def _show(self, runs: list[dict]) -> None:
         self.listed = runs
         table = self.query_one(DataTable)
-        shown = [r for r in runs if self.filter_text.lower() in r["name"].lower()]
-        order = sorted(shown, key=lambda r: (r["group"], -r["mtime"]))  # a sweep's runs together
-        rows = {r["name"]: self._cells(r) for r in order}
-        if list(rows) != [str(k.value) for k in table.rows]:
-            cursor = self._cursor_name()
+        self.rows = {row.key: row for row in table_rows(runs, self.open_groups, self.marked, self.filter_text)}
+        if list(self.rows) != [str(k.value) for k in table.rows]:
+            cursor = self._cursor_row()
             table.clear()
-            for name, cells in rows.items():
-                table.add_row(*cells, key=name)
-            if cursor in rows:
-                table.move_cursor(row=list(rows).index(cursor))
+            for key, row in self.rows.items():
+                table.add_row(*row.cells, key=key)
+            if cursor is not None and cursor.key in self.rows:
+                table.move_cursor(row=list(self.rows).index(cursor.key))
         else:
-            for name, cells in rows.items():
-                for column, cell in zip(COLUMNS, cells):
-                    if table.get_cell(name, column or "mark") != cell:
-                        table.update_cell(name, column or "mark", cell)
-        if table.row_count and self.opened is None:
+            for key, row in self.rows.items():
+                for column, cell in zip(COLUMNS, row.cells):
+                    if table.get_cell(key, column or "mark") != cell:
+                        table.update_cell(key, column or "mark", cell)
+        if self.rows and self.opened is None:
             self.action_open()
 
-    def _cells(self, run: dict) -> tuple[str, ...]:
-        return ("●" if run["name"] in self.marked else " ", run["name"], run["state"],
-                f"{run['epochs_done']}/{run['epochs']}", fmt(run["test_acc"]), fmt(run["separation_ratio"]),
-                fmt(run["robustness_mean"]), run["preset"], run["dataset"])
-
-    def _cursor_name(self) -> str | None:
+    def _cursor_row(self) -> Row | None:
         table = self.query_one(DataTable)
         if not table.row_count:
             return None
-        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        return self.rows.get(str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value))
+
+    def _cursor_run(self) -> str | None:
+        """The run under the cursor; None on a folder's row."""
+        row = self._cursor_row()
+        return None if row is None or row.is_group else row.key
 
     def history(self, name: str) -> RunHistory:
         if name not in self.loaded:
@@ -132,24 +134,35 @@ class RunsPane(Vertical):
         return self.loaded[name]
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        row = self._cursor_row()
+        if row is not None and row.is_group:
+            self.open_groups ^= {row.key[:-1]}
+            self._show(self.listed)
+            return
         self.action_open()
         if self.opened is not None:
             self.post_message(self.FollowRequested(self.runs_dir / self.opened))
 
     def action_open(self) -> None:
-        self.opened = self._cursor_name()
+        """The run under the cursor; on a folder's row (or none yet), its first run."""
+        row = self._cursor_row()
+        if row is not None and not row.is_group:
+            self.opened = row.key
+        elif row is not None and self.opened is None:
+            self.opened = row.runs[0]
         self.draw()
 
     def action_mark(self) -> None:
-        name = self._cursor_name()
-        if name is None:
+        """Space: mark the run under the cursor, or every run of a folder (or
+        unmark them, when all are marked)."""
+        row = self._cursor_row()
+        if row is None:
             return
-        if name in self.marked:
-            self.marked.remove(name)
+        if all(n in self.marked for n in row.runs):
+            self.marked = [n for n in self.marked if n not in row.runs]
         else:
-            self.marked.append(name)
-        table = self.query_one(DataTable)
-        table.update_cell(name, "mark", "●" if name in self.marked else " ")
+            self.marked += [n for n in row.runs if n not in self.marked]
+        self._show(self.listed)
         self.draw()
 
     def action_compare(self) -> None:
@@ -160,9 +173,11 @@ class RunsPane(Vertical):
         self.app.push_screen(CompareScreen([self.runs_dir / n for n in names]))
 
     def action_resume(self) -> None:
-        name = self._cursor_name()
+        name = self._cursor_run()
         if name is not None:
             self.post_message(self.ResumeRequested(self.runs_dir / name))
+        elif self._cursor_row() is not None:
+            self.app.notify("R resumes one run: open the folder (Enter) and pick one", severity="warning")
 
     def shown_names(self) -> list[str]:
         """The marked runs (overlay), or else the opened one."""
@@ -186,7 +201,7 @@ def compare_table(histories: list[tuple[str, RunHistory]]) -> Table:
         table.add_column(header, justify="left" if header in ("run", "status") else "right")
     for name, h in histories:
         m, rob = h.summary.get("metrics") or h.metrics, h.summary.get("robustness") or h.robustness
-        table.add_row(name, fmt(h.summary.get("test_acc")), fmt(m.get("separation_ratio")),
+        table.add_row(Path(name).name, fmt(h.summary.get("test_acc")), fmt(m.get("separation_ratio")),
                       fmt(m.get("sigma_w_trace_ratio")), fmt(m.get("gmm_peak_distance_mean")),
                       fmt(rob.get("robustness_mean")), h.status)
     return table

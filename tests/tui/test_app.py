@@ -221,6 +221,34 @@ async def test_runs_pane_lists_opens_and_overlays(tmp_path) -> None:
 
 
 @aio
+async def test_a_sweeps_folder_opens_closes_and_marks_all_its_runs(tmp_path) -> None:
+    write_saved_run(tmp_path, "alpha", 5, mtime=1.9e9)
+    for i in range(3):
+        write_saved_run(tmp_path / "sweep-synthetic", f"lpc-s{i}", 4 + i, mtime=1.6e9 + i)
+    app = LpcApp(runs_dir=tmp_path, train_fn=ScriptedTrain())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("r")
+        runs = app.query_one(RunsPane)
+        table = runs.query_one("#runs-table")
+        keys = lambda: [str(k.value) for k in table.rows]  # noqa: E731
+        assert keys() == ["alpha", "sweep-synthetic/"]  # the folder starts closed
+        await pilot.press("down", "enter")
+        assert keys() == ["alpha", "sweep-synthetic/", "sweep-synthetic/lpc-s2", "sweep-synthetic/lpc-s1",
+                          "sweep-synthetic/lpc-s0"]
+        assert app.switcher.current == "runs" and app.followed is None  # opening a folder follows nothing
+        await pilot.press("space")  # on the folder: all its runs
+        assert sorted(runs.marked) == [f"sweep-synthetic/lpc-s{i}" for i in range(3)]
+        assert sorted(len(s.xs) for s in runs.query_one("#runs-acc").series) == [4, 5, 6]
+        await pilot.press("R")  # a folder is not a run to resume
+        await pilot.pause()
+        assert app.job is None and any("R resumes one run" in n for n in names(app))
+        await pilot.press("enter")
+        assert keys() == ["alpha", "sweep-synthetic/"]
+        await pilot.press("space")
+        assert runs.marked == []
+
+
+@aio
 async def test_export_writes_csv_and_svg(tmp_path) -> None:
     app = LpcApp(runs_dir=tmp_path, flags=SYNTH, train_fn=ScriptedTrain(epochs=4))
     async with app.run_test(size=SIZE) as pilot:

@@ -47,8 +47,12 @@ async def test_the_tui_follows_a_headless_sweep_and_stops_its_run(tmp_path) -> N
         app = LpcApp(runs_dir=tmp_path)
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("r")
-            await until(pilot, lambda: _state(app, name) == "running", timeout=60)  # refreshed by itself
+            # The sweep's folder is one closed row, refreshed by itself; Enter opens it.
+            await until(pilot, lambda: _state(app, "sweep-synthetic/") == "running", timeout=60)
             table = app.runs.query_one(DataTable)
+            table.move_cursor(row=[str(k.value) for k in table.rows].index("sweep-synthetic/"))
+            await pilot.press("enter")
+            await until(pilot, lambda: _state(app, name) == "running")
             table.move_cursor(row=[str(k.value) for k in table.rows].index(name))
             await pilot.press("enter")
             await until(pilot, lambda: app.followed is not None and len(app.history.rows) >= 4)

@@ -89,8 +89,9 @@ def test_help_screen(snap_compare, tmp_path, size) -> None:
 
 
 def test_runs_tree_of_a_store_with_a_sweep(snap_compare, tmp_path) -> None:
-    """Runs at any depth, a sweep's together, with their states; one whose
-    writer died (a lock file naming a process that is gone) is stale."""
+    """Runs at any depth, a sweep's under its folder's row (opened with
+    Enter), with their states; one whose writer died (a lock file naming a
+    process that is gone) is stale."""
     write_saved_run(tmp_path, "alpha", 5, mtime=1.7e9)
     for i, status in enumerate(("finished", "stopped", "finished")):
         write_saved_run(tmp_path / "sweep-synthetic", f"lpc-s{i}", 6, scale=1 - 0.1 * i, status=status,
@@ -102,6 +103,8 @@ def test_runs_tree_of_a_store_with_a_sweep(snap_compare, tmp_path) -> None:
 
     async def runs(pilot) -> None:
         await pilot.press("r")
+        await pilot.pause(0.2)
+        await pilot.press("down", "enter")  # alpha, then the sweep's folder: open it
         await pilot.pause(0.2)
     assert snap_compare(app, terminal_size=(80, 24), run_before=runs)
 
@@ -115,7 +118,7 @@ def test_a_followed_run_in_the_nodes_pane(snap_compare, tmp_path) -> None:
     async def follow(pilot) -> None:
         await pilot.press("r")
         await pilot.pause(0.2)
-        await pilot.press("enter")
+        await pilot.press("enter", "down", "enter")  # open the sweep's folder, follow its run
         await until(pilot, lambda: app.followed is not None)
         await pilot.press("2")
         await pilot.pause(0.3)

@@ -14,6 +14,7 @@ from lpc_tui.downsample import downsample
 from lpc_tui.export import epochs_csv
 from lpc_tui.form import FormModel, format_value
 from lpc_tui.history import RunHistory, history_from_disk
+from lpc_tui.run_groups import table_rows
 from lpc_tui.status import clock
 from lpc_tui.widgets.histograms import bar_rows, binary_nodes, node_histogram
 from scripted import epoch_event, latent_event, write_saved_run
@@ -143,3 +144,29 @@ def test_lpc_tui_subcommand_runs_the_same_command_line(capfd) -> None:
     from lpc_engine.cli.app import main as lpc_main
     assert lpc_main(["tui", "--dataset", "nope"]) == 2
     assert "lpc-tui: error: Invalid value for '--dataset': 'nope'" in capfd.readouterr().err
+
+
+def _listed(name: str, state: str = "finished", acc: float | None = 0.9, mtime: float = 1.0, **extra) -> dict:
+    """A row as list_runs gives it."""
+    group = name.rsplit("/", 1)[0] if "/" in name else ""
+    return {"name": name, "group": group, "state": state, "epochs_done": 5, "epochs": 10, "test_acc": acc,
+            "separation_ratio": 2.0, "robustness_mean": None, "preset": "lpc", "dataset": "digits",
+            "mtime": mtime, **extra}
+
+
+def test_a_folder_of_runs_is_one_closed_row_that_opens_into_its_runs() -> None:
+    runs = [_listed("alone"), _listed("sweep/a", "running", 0.7, mtime=2.0),
+            _listed("sweep/b", "finished", 0.8, mtime=3.0, preset="nopen"), _listed("sweep/c", acc=math.nan)]
+    closed = table_rows(runs, opened=set(), marked=["sweep/a"])
+    assert [r.key for r in closed] == ["alone", "sweep/"]
+    folder = closed[1]
+    assert folder.is_group and folder.runs == ("sweep/b", "sweep/a", "sweep/c")  # newest first
+    mark, name, state, epochs, acc, ratio, robust, preset, dataset = folder.cells
+    assert (mark, name, state, epochs) == (" ", "▸ sweep/ (3)", "1 running", "15/30")
+    assert (acc, ratio, robust, preset, dataset) == ("↑0.8", "↑2", "—", "mixed", "digits")  # NaN is no best
+    opened = table_rows(runs, opened={"sweep"}, marked=["sweep/a", "sweep/b", "sweep/c"])
+    assert [r.key for r in opened] == ["alone", "sweep/", "sweep/b", "sweep/a", "sweep/c"]
+    assert opened[1].cells[:2] == ("●", "▾ sweep/ (3)") and opened[3].cells[:2] == ("●", "  a")
+    filtered = table_rows(runs, opened=set(), marked=[], filter_text=" B ")  # a filter opens what matches
+    assert [r.key for r in filtered] == ["sweep/", "sweep/b"] and filtered[0].cells[1] == "▾ sweep/ (1)"
+    assert table_rows([_listed("s/x"), _listed("s/y")], set(), [])[0].cells[2] == "finished"
