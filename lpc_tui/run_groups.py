@@ -5,7 +5,8 @@ A folder's row sums up its runs: how many, their states, the epochs done
 of all epochs, and the best test accuracy, R and robustness among them
 (marked with an up arrow, since they may come from different runs). Folders
 start closed, so a 55-run ablation is one line at 80x24; while a filter is
-typed, every folder with a match is open and shows just its matches.
+typed, every folder with a match is open and shows just its matches. A
+folder inside a folder is a row of its own, after its parent's runs.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ def group_key(group: str) -> str:
     return group + "/"
 
 
+def short_name(name: str, width: int = 20) -> str:
+    """name, or its end after an ellipsis: the run's own part tells runs apart."""
+    return name if len(name) <= width else "…" + name[1 - width:]
+
+
 def table_rows(runs: list[dict], opened: set[str], marked: list[str], filter_text: str = "") -> list[Row]:
     """The table's rows for `runs` (list_runs rows): the top-level runs, then
     each folder's row followed, if it is in `opened` (or a filter is typed),
@@ -44,7 +50,8 @@ def table_rows(runs: list[dict], opened: set[str], marked: list[str], filter_tex
     needle = filter_text.strip().lower()
     shown = [r for r in runs if needle in r["name"].lower()]
     by_group: dict[str, list[dict]] = {}
-    for run in sorted(shown, key=lambda r: (r["group"], -r["mtime"])):
+    # By path parts, so a folder's subfolders follow it ("s", "s/t", then "s-b").
+    for run in sorted(shown, key=lambda r: (r["group"].split("/"), -r["mtime"])):
         by_group.setdefault(run["group"], []).append(run)
     rows = [run_row(r, marked, indent=False) for r in by_group.pop("", [])]
     for group, members in by_group.items():

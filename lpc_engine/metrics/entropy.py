@@ -33,7 +33,7 @@ from torch import Tensor
 
 from lpc_engine.errors import UsageError
 from lpc_engine.metrics.binarity import standardize
-from lpc_engine.metrics.knn_select import Columns, join, make_columns, nearest, symmetric_minima
+from lpc_engine.metrics.knn_select import GROUP, Columns, join, make_columns, nearest, symmetric_minima
 
 K_NEIGHBOURS = 20  # Table I: "Kozachenko-Leonenko method (k=20)"
 # Collapsed points have exact duplicates, so eps_i = 0 and log eps_i = -inf.
@@ -179,6 +179,9 @@ def _shared(shifted: Tensor, dtype: torch.dtype) -> _Shared:
 
 
 PROBE = 64  # queries per group that test whether class pruning would skip anything
+# The shared minima are (N, N / GROUP) float32: 156 MB at N = 50,000, 2.5 GB at
+# 200,000. Above this size the block-wise search (1024 x N / GROUP a block) runs.
+SHARED_MAX_BYTES = 2 ** 30
 
 
 def _sharing_pays(z: Tensor, layout: _Layout, blocks: list[tuple[int, Tensor]], whole: tuple[Tensor, Tensor, Columns],
@@ -189,8 +192,11 @@ def _sharing_pays(z: Tensor, layout: _Layout, blocks: list[tuple[int, Tensor]], 
     Only on the CPU (where the matmul is the cost), when no block is tight (its
     own frame would not share the ranking), and when class pruning would skip
     nothing: PROBE queries of each group skip at least as often as its blocks.
+    And only while the minima take at most SHARED_MAX_BYTES.
     """
     middle = z.mean(dim=0)
+    if z.shape[0] ** 2 // GROUP * 4 > SHARED_MAX_BYTES:
+        return False
     if z.device.type != "cpu" or any(_tight(z, q, middle) for _, q in blocks):
         return False
     shifted, aug, _ = whole
@@ -228,8 +234,9 @@ def _knn_pass(z: Tensor, layout: _Layout, blocks: list[tuple[int, Tensor]], k: i
     # |approx - exact| <= gamma * (||a||^2 + ||b||^2) in the frame, exact the
     # squared distance (less ||a||^2 for [a, 1] queries). To first order in u:
     # the matmul of d + 2 terms, gamma_(d+2) * 2 (||a||^2 + ||b||^2); the
-    # norms ||b||^2 in dtype, d u ||b||^2; the rounding of a and b to dtype,
-    # 4 u (||a||^2 + ||b||^2). 3d + 16 leaves room for the second order.
+    # norms in dtype (||b||^2, and ||a||^2 in the shared ranking), d u each;
+    # the rounding of a and b to dtype, 4 u (||a||^2 + ||b||^2): (3d + 8) u in
+    # all. 3d + 16 leaves room for the second order.
     gamma = (3 * d + 16) * _unit_roundoff(dtype, z.device)
     kth = z.new_full((n,), math.nan)
     proven = torch.zeros(n, dtype=torch.bool, device=z.device)

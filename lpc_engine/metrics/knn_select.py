@@ -42,9 +42,10 @@ CAP = 48  # queries per recomputed group in pass 2's batched matmul (a group wit
 class Columns:
     """The points one ranking runs over, padded to whole groups.
 
-    aug: (G * GROUP, d + 1) rows [-2 b, ||b||^2]; a padding row is [0, ..., 0, +inf],
-    so its value is +inf against every query [a, 1]. index: (G * GROUP,) the
-    point of each column (0 on padding).
+    aug: (G * GROUP, d + 1) rows [-2 b, ||b||^2] (or (G * GROUP, d + 2) rows
+    [-2 b, 1, ||b||^2], symmetric_minima's); a padding row is [0, ..., 0, 1, +inf],
+    so its value is +inf against every query. index: (G * GROUP,) the point of
+    each column (0 on padding).
     """
 
     aug: Tensor
@@ -111,7 +112,7 @@ def symmetric_minima(rows: Tensor, cols: Columns) -> Tensor:
 def nearest(qa: Tensor, cols: Columns, kk: int,
             known: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """The kk columns of `cols` with the smallest values for each query row of qa
-    (b, d+1): their points (b, kk), a bound (b,) that every other column's value
+    (b, d + 1), or (b, d + 2) against symmetric columns: their points (b, kk), a bound (b,) that every other column's value
     is >= (up to the rounding of either pass), and the group minima (b, G).
 
     known: minima of the first groups of `cols`, from an earlier call.

@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Input, Static
 from lpc_engine.runs.reader import list_runs
 
 from lpc_tui.history import RunHistory, history_from_disk
-from lpc_tui.run_groups import Row, table_rows
+from lpc_tui.run_groups import Row, group_key, short_name, table_rows
 from lpc_tui.screens.compare import CompareScreen
 from lpc_tui.widgets.plots import Series, SeriesPlot
 from lpc_tui.widgets.tables import fmt
@@ -100,15 +100,18 @@ class RunsPane(Vertical):
 
     def _show(self, runs: list[dict]) -> None:
         self.listed = runs
+        self._forget_deleted({r["name"] for r in runs})
         table = self.query_one(DataTable)
+        cursor = self._cursor_key()
         self.rows = {row.key: row for row in table_rows(runs, self.open_groups, self.marked, self.filter_text)}
         if list(self.rows) != [str(k.value) for k in table.rows]:
-            cursor = self._cursor_row()
             table.clear()
             for key, row in self.rows.items():
                 table.add_row(*row.cells, key=key)
-            if cursor is not None and cursor.key in self.rows:
-                table.move_cursor(row=list(self.rows).index(cursor.key))
+            if cursor is not None:  # the cursor stays on its row, or else on that run's folder
+                keep = cursor if cursor in self.rows else group_key(cursor.rpartition("/")[0])
+                if keep in self.rows:
+                    table.move_cursor(row=list(self.rows).index(keep))
         else:
             for key, row in self.rows.items():
                 for column, cell in zip(COLUMNS, row.cells):
@@ -117,11 +120,22 @@ class RunsPane(Vertical):
         if self.rows and self.opened is None:
             self.action_open()
 
-    def _cursor_row(self) -> Row | None:
+    def _forget_deleted(self, names: set[str]) -> None:
+        """Runs gone from the store (deleted, moved) are no longer marked or shown."""
+        self.marked = [n for n in self.marked if n in names]
+        if self.opened is not None and self.opened not in names:
+            self.opened = None
+            self.draw()
+
+    def _cursor_key(self) -> str | None:
         table = self.query_one(DataTable)
         if not table.row_count:
             return None
-        return self.rows.get(str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value))
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def _cursor_row(self) -> Row | None:
+        key = self._cursor_key()
+        return None if key is None else self.rows.get(key)
 
     def _cursor_run(self) -> str | None:
         """The run under the cursor; None on a folder's row."""
@@ -136,8 +150,9 @@ class RunsPane(Vertical):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         row = self._cursor_row()
         if row is not None and row.is_group:
-            self.open_groups ^= {row.key[:-1]}
-            self._show(self.listed)
+            if not self.filter_text:  # a filter holds every folder with a match open
+                self.open_groups ^= {row.key[:-1]}
+                self._show(self.listed)
             return
         self.action_open()
         if self.opened is not None:
@@ -201,7 +216,7 @@ def compare_table(histories: list[tuple[str, RunHistory]]) -> Table:
         table.add_column(header, justify="left" if header in ("run", "status") else "right")
     for name, h in histories:
         m, rob = h.summary.get("metrics") or h.metrics, h.summary.get("robustness") or h.robustness
-        table.add_row(Path(name).name, fmt(h.summary.get("test_acc")), fmt(m.get("separation_ratio")),
+        table.add_row(short_name(name), fmt(h.summary.get("test_acc")), fmt(m.get("separation_ratio")),
                       fmt(m.get("sigma_w_trace_ratio")), fmt(m.get("gmm_peak_distance_mean")),
                       fmt(rob.get("robustness_mean")), h.status)
     return table

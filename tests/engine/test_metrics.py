@@ -225,13 +225,16 @@ def test_knn_ranking_all_distances_at_once_is_exact(grouped: bool, monkeypatch) 
     np.testing.assert_allclose(got, _brute_kth(z, 20), rtol=1e-9, atol=0)
 
 
-@pytest.mark.parametrize("case, shares", [("overlapping", True), ("separated", False), ("tight", False)])
+@pytest.mark.parametrize("case, shares", [("overlapping", True), ("separated", False), ("tight", False),
+                                          ("too large", False)])
 def test_knn_ranks_all_distances_at_once_only_where_that_pays(case: str, shares: bool, monkeypatch) -> None:
     z, y = _overlapping_classes(3000, 8, seed=9)
     if case == "separated":  # class pruning skips the other classes
         z = z + 100 * np.eye(3, 8)[y]
     elif case == "tight":  # a collapsed class needs its own frame
         z[y == 0] = z[y == 0].mean(axis=0) + 1e-6 * z[y == 0]
+    elif case == "too large":  # the shared minima would take more memory than allowed
+        monkeypatch.setattr(entropy, "SHARED_MAX_BYTES", 3000 ** 2 // GROUP * 4 - 1)
     calls = []
     monkeypatch.setattr(entropy, "symmetric_minima", lambda *a: calls.append(1) or symmetric_minima(*a))
     got = knn_sq_distances(_t(z), 20, _labels(y))

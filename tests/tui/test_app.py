@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import time
 
 import pytest
@@ -239,6 +240,18 @@ async def test_a_sweeps_folder_opens_closes_and_marks_all_its_runs(tmp_path) -> 
         await pilot.press("space")  # on the folder: all its runs
         assert sorted(runs.marked) == [f"sweep-synthetic/lpc-s{i}" for i in range(3)]
         assert sorted(len(s.xs) for s in runs.query_one("#runs-acc").series) == [4, 5, 6]
+        await pilot.press("down")  # lpc-s2; a filter that hides it leaves the cursor on its folder
+        app.query_one("#runs-filter", Input).value = "lpc-s1"
+        await pilot.pause()
+        assert keys() == ["sweep-synthetic/", "sweep-synthetic/lpc-s1"] and runs._cursor_key() == "sweep-synthetic/"
+        await pilot.press("enter")  # the filter holds the folder open: Enter changes nothing
+        app.query_one("#runs-filter", Input).value = ""
+        await pilot.pause()
+        assert runs.open_groups == {"sweep-synthetic"} and len(keys()) == 5
+        shutil.rmtree(tmp_path / "sweep-synthetic" / "lpc-s0")  # deleted: no longer marked
+        await pilot.press("g")
+        assert sorted(runs.marked) == ["sweep-synthetic/lpc-s1", "sweep-synthetic/lpc-s2"]
+        await pilot.press("up", "up", "down")  # back on the folder
         await pilot.press("R")  # a folder is not a run to resume
         await pilot.pause()
         assert app.job is None and any("R resumes one run" in n for n in names(app))
