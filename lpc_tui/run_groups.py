@@ -38,9 +38,11 @@ def group_key(group: str) -> str:
     return group + "/"
 
 
-def short_name(name: str, width: int = 20) -> str:
-    """name, or its end after an ellipsis: the run's own part tells runs apart."""
-    return name if len(name) <= width else "…" + name[1 - width:]
+def short_names(names: list[str]) -> list[str]:
+    """Each run by its own folder's name (its seed and settings, where a sweep
+    named it), or by its whole path where two shown runs share that name."""
+    own = [name.rsplit("/", 1)[-1] for name in names]
+    return own if len(set(own)) == len(own) else list(names)
 
 
 def table_rows(runs: list[dict], opened: set[str], marked: list[str], filter_text: str = "") -> list[Row]:

@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Input, Static
 from lpc_engine.runs.reader import list_runs
 
 from lpc_tui.history import RunHistory, history_from_disk
-from lpc_tui.run_groups import Row, group_key, short_name, table_rows
+from lpc_tui.run_groups import Row, group_key, short_names, table_rows
 from lpc_tui.screens.compare import CompareScreen
 from lpc_tui.widgets.plots import Series, SeriesPlot
 from lpc_tui.widgets.tables import fmt
@@ -122,9 +122,12 @@ class RunsPane(Vertical):
 
     def _forget_deleted(self, names: set[str]) -> None:
         """Runs gone from the store (deleted, moved) are no longer marked or shown."""
-        self.marked = [n for n in self.marked if n in names]
-        if self.opened is not None and self.opened not in names:
+        kept = [n for n in self.marked if n in names]
+        gone = self.opened is not None and self.opened not in names
+        if gone:
             self.opened = None
+        if gone or kept != self.marked:
+            self.marked = kept
             self.draw()
 
     def _cursor_key(self) -> str | None:
@@ -214,9 +217,9 @@ def compare_table(histories: list[tuple[str, RunHistory]]) -> Table:
     table = Table(title="compare (space marks runs)", title_justify="left", padding=(0, 1))
     for header in ("run", "acc", "R", "trΣW/trΣT", "peak d.", "robust.", "status"):
         table.add_column(header, justify="left" if header in ("run", "status") else "right")
-    for name, h in histories:
+    for (_, h), name in zip(histories, short_names([n for n, _ in histories])):
         m, rob = h.summary.get("metrics") or h.metrics, h.summary.get("robustness") or h.robustness
-        table.add_row(short_name(name), fmt(h.summary.get("test_acc")), fmt(m.get("separation_ratio")),
+        table.add_row(name, fmt(h.summary.get("test_acc")), fmt(m.get("separation_ratio")),
                       fmt(m.get("sigma_w_trace_ratio")), fmt(m.get("gmm_peak_distance_mean")),
                       fmt(rob.get("robustness_mean")), h.status)
     return table

@@ -251,6 +251,7 @@ async def test_a_sweeps_folder_opens_closes_and_marks_all_its_runs(tmp_path) -> 
         shutil.rmtree(tmp_path / "sweep-synthetic" / "lpc-s0")  # deleted: no longer marked
         await pilot.press("g")
         assert sorted(runs.marked) == ["sweep-synthetic/lpc-s1", "sweep-synthetic/lpc-s2"]
+        assert len(runs.query_one("#runs-acc").series) == 2 and "lpc-s0" not in text_of(app, "#runs-compare")
         await pilot.press("up", "up", "down")  # back on the folder
         await pilot.press("R")  # a folder is not a run to resume
         await pilot.pause()

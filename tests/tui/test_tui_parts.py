@@ -14,7 +14,7 @@ from lpc_tui.downsample import downsample
 from lpc_tui.export import epochs_csv
 from lpc_tui.form import FormModel, format_value
 from lpc_tui.history import RunHistory, history_from_disk
-from lpc_tui.run_groups import short_name, table_rows
+from lpc_tui.run_groups import short_names, table_rows
 from lpc_tui.status import clock
 from lpc_tui.widgets.histograms import bar_rows, binary_nodes, node_histogram
 from scripted import epoch_event, latent_event, write_saved_run
@@ -172,8 +172,8 @@ def test_a_folder_of_runs_is_one_closed_row_that_opens_into_its_runs() -> None:
     assert table_rows([_listed("s/x"), _listed("s/y")], set(), [])[0].cells[2] == "finished"
 
 
-def test_a_folder_inside_a_folder_follows_its_parent_and_names_keep_their_end() -> None:
+def test_a_folder_inside_a_folder_follows_its_parent_and_runs_go_by_their_own_names() -> None:
     runs = [_listed("s-b/r4"), _listed("s/t/u/r3"), _listed("s/t/r2"), _listed("s/r1")]
     assert [r.key for r in table_rows(runs, {"s", "s/t"}, [])] == ["s/", "s/r1", "s/t/", "s/t/r2", "s/t/u/", "s-b/"]
-    assert short_name("sweep-a/lpc-s0") == "sweep-a/lpc-s0"
-    assert short_name("sweep-digits/lpc-digits-s5-20261202") == "…-digits-s5-20261202"  # 20 characters
+    assert short_names(["sweep-a/lpc-s0", "sweep-a/lpc-s1", "top"]) == ["lpc-s0", "lpc-s1", "top"]
+    assert short_names(["sweep-a/lpc-s0", "sweep-b/lpc-s0"]) == ["sweep-a/lpc-s0", "sweep-b/lpc-s0"]
