@@ -36,6 +36,7 @@ from lpc_tui.screens.results import ResultsPane
 from lpc_tui.screens.runs import RunsPane
 from lpc_tui.status import event_line, sentence, status_line
 from lpc_tui.watching import Watching
+from lpc_tui.widgets.histograms import NodeHistograms
 
 REDRAW_SECONDS = 0.2  # the tick: 5 redraws a second at most (DESIGN.md: about 10); 10 cost 10% of a digits run
 
@@ -55,6 +56,8 @@ class LpcApp(Watching, App):
         Binding("1", "tab('curves')", show=False), Binding("2", "tab('nodes')", show=False),
         Binding("3", "tab('metrics')", show=False), Binding("4", "tab('log')", show=False),
         Binding("comma", "latents(-1)", show=False), Binding("full_stop", "latents(1)", show=False),
+        Binding("left_square_bracket", "page_nodes(-1)", show=False),
+        Binding("right_square_bracket", "page_nodes(1)", show=False),
     ]
 
     def __init__(self, runs_dir: str | Path = "runs", file_values: dict[str, Any] | None = None,
@@ -207,9 +210,15 @@ class LpcApp(Watching, App):
         if self.switcher.current == "monitor":
             self.monitor.query_one(TabbedContent).active = f"tab-{name}"
 
+    def action_page_nodes(self, step: int) -> None:
+        """[ and ]: the next page of node histograms, wherever the focus is in the monitor."""
+        if self.switcher.current == "monitor":
+            self.monitor.query_one("#nodes", NodeHistograms).action_page(step)
+
     def action_leave_field(self) -> None:
-        """Esc in a form field: give the letter keys back to the app."""
-        self.set_focus(None)
+        """Esc in a form field: give the letter keys back to the app (in the
+        runs pane's filter, to its table)."""
+        self.set_focus(self.runs.query_one("#runs-table") if self.switcher.current == "runs" else None)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

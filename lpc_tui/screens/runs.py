@@ -58,6 +58,7 @@ class RunsPane(Vertical):
         self.filter_text = ""
         self.open_groups: set[str] = set()  # folders shown open; all start closed
         self.rows: dict[str, Row] = {}  # the table's rows by key
+        self.seen: dict[str, tuple[int, str]] = {}  # (epochs done, status) of each listed run
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="runs-bar"):
@@ -79,6 +80,7 @@ class RunsPane(Vertical):
     def action_reload(self) -> None:
         self.loaded.clear()
         self._show(list_runs(self.runs_dir))
+        self.draw()
 
     def action_filter(self) -> None:
         """/: type part of a run's name (or its sweep's) to list only those; Esc leaves."""
@@ -116,9 +118,21 @@ class RunsPane(Vertical):
             for key, row in self.rows.items():
                 for column, cell in zip(COLUMNS, row.cells):
                     if table.get_cell(key, column or "mark") != cell:
-                        table.update_cell(key, column or "mark", cell)
+                        table.update_cell(key, column or "mark", cell, update_width=True)
+        self._reload_changed(runs)
         if self.rows and self.opened is None:
             self.action_open()
+
+    def _reload_changed(self, runs: list[dict]) -> None:
+        """A run that moved on since its curves were read (it trained, or
+        ended) is read again, and redrawn if it is shown."""
+        changed = [r["name"] for r in runs if r["name"] in self.loaded
+                   and (r["epochs_done"], r["status"]) != self.seen.get(r["name"])]
+        self.seen = {r["name"]: (r["epochs_done"], r["status"]) for r in runs}
+        for name in changed:
+            del self.loaded[name]
+        if set(changed) & set(self.shown_names()):
+            self.draw()
 
     def _forget_deleted(self, names: set[str]) -> None:
         """Runs gone from the store (deleted, moved) are no longer marked or shown."""

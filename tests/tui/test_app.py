@@ -263,6 +263,43 @@ async def test_a_sweeps_folder_opens_closes_and_marks_all_its_runs(tmp_path) -> 
 
 
 @aio
+async def test_runs_pane_reads_a_run_again_once_it_moved_on(tmp_path) -> None:
+    write_saved_run(tmp_path, "grow", 3)
+    app = LpcApp(runs_dir=tmp_path, train_fn=ScriptedTrain())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("r")
+        runs = app.query_one(RunsPane)
+        assert runs.opened == "grow" and len(runs.query_one("#runs-acc").series[0].xs) == 3
+        shutil.rmtree(tmp_path / "grow")
+        write_saved_run(tmp_path, "grow", 12)  # it trained on, and ended
+        runs._refresh()  # what the pane does every REFRESH_SECONDS
+        await until(pilot, lambda: len(runs.query_one("#runs-acc").series[0].xs) == 12)
+        table = runs.query_one("#runs-table")
+        assert table.get_cell("grow", "epochs") == "12/12"
+        assert table.columns["epochs"].content_width >= len("12/12")  # not cut to the old width
+        await pilot.press("slash", "x", "escape")  # Esc leaves the filter for the table
+        assert app.focused is table
+
+
+@aio
+async def test_brackets_page_the_nodes_wherever_the_monitor_focus_is(tmp_path, monkeypatch) -> None:
+    from lpc_tui.widgets.histograms import NodeHistograms
+    monkeypatch.setattr(NodeHistograms, "per_page", lambda self: 3)  # 8 nodes: 3 pages
+    write_saved_run(tmp_path, "alpha", 4)
+    app = LpcApp(runs_dir=tmp_path, train_fn=ScriptedTrain())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("r", "enter")
+        await until(pilot, lambda: app.followed is not None and app.history.latents is not None)
+        await pilot.press("2")
+        nodes = app.query_one("#nodes", NodeHistograms)
+        assert app.focused is not nodes
+        await pilot.press("right_square_bracket", "right_square_bracket")
+        assert nodes.page == 2
+        await pilot.press("left_square_bracket")
+        assert nodes.page == 1
+
+
+@aio
 async def test_export_writes_csv_and_svg(tmp_path) -> None:
     app = LpcApp(runs_dir=tmp_path, flags=SYNTH, train_fn=ScriptedTrain(epochs=4))
     async with app.run_test(size=SIZE) as pilot:
