@@ -35,7 +35,7 @@ from lpc_engine.runs.checkpoint_files import checksum_path, load_checkpoint  # n
 from lpc_engine.runs.durable import atomic_write, fsync_dir, writing
 from lpc_engine.errors import UsageError
 from lpc_engine.events import RunFailed, RunFinished
-from lpc_engine.runs.lock import RunLock
+from lpc_engine.runs.lock import NAME as LOCK_NAME, RunLock
 from lpc_engine.runs.reader import RunReader, list_runs, read_events, read_rows  # noqa: F401  (re-exported)
 
 KEEP_CHECKPOINTS = 2
@@ -138,11 +138,16 @@ class RunStore:
         fsync_dir(self.dir.parent)
 
     def _clear(self) -> None:
-        for old in (self.events_path, self.dir / "summary.json"):
-            old.unlink(missing_ok=True)
-        for ckpt in self.checkpoints():
-            ckpt.unlink()
-            checksum_path(ckpt).unlink(missing_ok=True)
+        """Everything the replaced run left (its events, summary, checkpoints,
+        latents, tracker logs, exports), but the lock this writer now holds:
+        nothing of the old run may pass for the new one's."""
+        for old in self.dir.iterdir():
+            if old.name == LOCK_NAME:
+                continue
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
 
     def update_config(self, config: dict[str, Any]) -> None:
         """Rewrite config.json (a resumed run given more epochs)."""

@@ -143,10 +143,16 @@ def test_create_refuses_an_existing_run_and_overwrite_replaces_it(tmp_path: Path
     with pytest.raises(UsageError):
         RunStore(tmp_path / "r").create({"v": 2}, "v = 2\n")
     assert store.read_config() == {"v": 1} and store.read_summary() == {"status": "finished"}
+    for leftover in ("latents/epoch-000100.npz", "tensorboard/events.out", "epochs.csv"):
+        (tmp_path / "r" / leftover).parent.mkdir(exist_ok=True)
+        (tmp_path / "r" / leftover).write_text("the old run's")
     RunStore(tmp_path / "r").create({"v": 2}, "v = 2\n", overwrite=True)
     assert store.read_config() == {"v": 2}
     assert store.read_summary() is None
     assert store.checkpoints() == [] and read_events(store.events_path) == []
+    # Nothing of the old run passes for the new one's (the TUI draws any latents/ it finds).
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["checkpoints", "config.json", "config.toml",
+                                                                 "events.jsonl", "lock"]
 
 
 def test_create_into_an_empty_existing_folder(tmp_path: Path) -> None:
