@@ -17,7 +17,7 @@ from lpc_engine.cli.options import DatasetName, absolute_path, field_option, run
 from lpc_engine.config_io import read_config_file
 from lpc_engine.presets import PRESETS
 from lpc_engine.errors import UsageError
-from lpc_engine.study.report import collect, correlation, curves, table_rows
+from lpc_engine.study.report import collect, correlation, curves, pooling_warnings, table_rows
 from lpc_engine.cli.report_charts import curve_charts, scatter_chart
 from lpc_engine.study.report_render import curves_csv, report_csv, report_json, report_markdown
 from lpc_engine.runs.store import atomic_write, json_safe, run_path
@@ -149,12 +149,14 @@ def report(
         hint = f"; sweeps inside: {', '.join(inner)}" if inner else ""
         raise UsageError(f"report: no finished runs in {runs_dir}{hint}")
     rows = table_rows(results, best_lr=best_lr)
+    for line in pooling_warnings(rows):
+        sys.stderr.write(f"lpc: warning: {line}\n")
     corr, series = correlation(results), curves(results, rows)
     if curves_file is not None:
         atomic_write(curves_file, curves_csv(series).encode())
     if fmt == "json":
         extra = {"runs_dir": str(runs_dir), "best_lr": best_lr, "skipped": skipped,
-                 "correlation": corr, "curves": series}
+                 "warnings": pooling_warnings(rows), "correlation": corr, "curves": series}
         sys.stdout.write(json.dumps(json_safe(report_json(rows, extra))) + "\n")
         return
     sys.stdout.write(report_csv(rows) if fmt == "csv" else report_markdown(rows, corr, skipped))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,11 @@ TABLE_COLUMNS: dict[str, tuple[Column, ...]] = {t: table_columns(t) for t in TAB
 MIN_OVER_RUNS = frozenset({"gmm_score_min", "gmm_peak_distance_min"})  # Table IV: min, not mean
 CURVE_KEYS = ("nc1", "nc1_per_dim", "gmm_score_mean", "gmm_std_mean", "gmm_peak_distance_mean")
 PAPER_ORDER = tuple(PRESETS)  # Table III's order, which Tables I, II and IV follow
+# Config fields that may differ between the seeds a row pools: the row's own
+# keys, the seed, and how and where a run was executed (not what it trained).
+NOT_A_SETTING = frozenset({"seed", "optim.lr", "model.preset", "profile", "device", "compile", "data_placement",
+                           "loader_workers", "log_to", "eval_every", "metrics_every", "checkpoint_every",
+                           "checkpoint_minutes", "data.data_dir", "data.download"})
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class RunResult:
     seed: int
     values: dict[str, float]  # metric name -> final value (test_acc_percent included)
     curves: dict[int, dict[str, float]] = field(default_factory=dict)  # epoch -> metrics
+    setting: dict[str, Any] = field(default_factory=dict)  # "table.field" -> value, NOT_A_SETTING left out
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,8 @@ class Row:
     runs: tuple[str, ...]
     mean: dict[str, float]
     std: dict[str, float]
+    differs: tuple[str, ...] = ()  # settings its runs do not share: they are not seeds of one run
+    repeated_seeds: tuple[int, ...] = ()  # seeds held by more than one of its runs
 
 
 def collect(runs_dir: str | Path) -> tuple[list[RunResult], list[str]]:
@@ -81,7 +90,14 @@ def _result(run: RunReader, config: dict[str, Any], summary: dict[str, Any]) -> 
     curves = {int(r.epoch): {k: v for k, v in (r.metrics or {}).items() if k in CURVE_KEYS}
               for r in run.metrics_rows()}
     return RunResult(name=run.dir.name, preset=config["model"]["preset"], lr=config["optim"]["lr"],
-                     seed=config["seed"], values=values, curves=curves)
+                     seed=config["seed"], values=values, curves=curves, setting=_setting(config))
+
+
+def _setting(config: dict[str, Any]) -> dict[str, Any]:
+    flat = {f"{table}.{k}": v for table, fields in config.items() if isinstance(fields, dict)
+            for k, v in fields.items()}
+    flat.update({k: v for k, v in config.items() if not isinstance(v, dict)})
+    return {k: v for k, v in flat.items() if k not in NOT_A_SETTING}
 
 
 def _number(v: Any) -> bool:
@@ -116,7 +132,25 @@ def _row(preset: str, lr: float, group: list[RunResult]) -> Row:
         values = [r.values[key] for r in group if key in r.values]
         mean[key] = min(values) if key in MIN_OVER_RUNS else statistics.fmean(values)
         std[key] = statistics.stdev(values) if len(values) > 1 and key not in MIN_OVER_RUNS else 0.0
-    return Row(preset=preset, lr=lr, runs=tuple(sorted(r.name for r in group)), mean=mean, std=std)
+    settings = {k for r in group for k in r.setting}
+    differs = tuple(sorted(k for k in settings if len({repr(r.setting.get(k)) for r in group}) > 1))
+    seeds = Counter(r.seed for r in group)
+    return Row(preset=preset, lr=lr, runs=tuple(sorted(r.name for r in group)), mean=mean, std=std,
+               differs=differs, repeated_seeds=tuple(sorted(s for s, n in seeds.items() if n > 1)))
+
+
+def pooling_warnings(rows: list[Row]) -> list[str]:
+    """One line for each row whose runs are not seeds of one setting: the
+    mean and std over them would mix different experiments."""
+    lines = []
+    for r in rows:
+        if r.differs:
+            lines.append(f"{row_label(r, rows)} pools runs that differ in {', '.join(r.differs)}: report "
+                         "their folders apart")
+        if r.repeated_seeds:
+            lines.append(f"{row_label(r, rows)} pools runs with the same seed "
+                         f"({', '.join(map(str, r.repeated_seeds))}): they are not independent")
+    return lines
 
 
 def pearson(xs: list[float], ys: list[float]) -> float | None:

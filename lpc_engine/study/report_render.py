@@ -8,7 +8,7 @@ import io
 from typing import Any
 
 from lpc_engine.metrics.columns import TABLE_TITLES, fmt
-from lpc_engine.study.report import CURVE_KEYS, MIN_OVER_RUNS, TABLE_COLUMNS, Row, row_label
+from lpc_engine.study.report import CURVE_KEYS, MIN_OVER_RUNS, TABLE_COLUMNS, Row, pooling_warnings, row_label
 
 
 def cell(row: Row, key: str) -> str:
@@ -46,6 +46,9 @@ def report_markdown(rows: list[Row], corr: dict[str, Any], skipped: list[str]) -
                  + (f"{r:.3f}" if r is not None else "- (needs 3 runs with both and some spread)"))
     if skipped:
         lines += ["", "Not finished, left out: " + ", ".join(skipped)]
+    warnings = pooling_warnings(rows)
+    if warnings:
+        lines += ["", *(f"Warning: {line}" for line in warnings)]
     return "\n".join(lines) + "\n"
 
 

@@ -15,7 +15,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from lpc_engine.study.report import TABLE_COLUMNS, collect_dirs, correlation, row_label, table_rows
+from lpc_engine.study.report import TABLE_COLUMNS, collect_dirs, correlation, pooling_warnings, row_label, table_rows
 from lpc_engine.metrics.columns import TABLE_TITLES
 from lpc_engine.study.report_render import cell
 
@@ -39,6 +39,7 @@ def compare_report(run_dirs: list[Path]) -> RenderableType:
                       + (f"{r:.3f}" if r is not None else "- (needs 3 runs)")))
     if skipped:
         parts.append(Text("not finished, left out: " + ", ".join(skipped), style="yellow"))
+    parts += [Text(line, style="yellow") for line in pooling_warnings(rows)]
     return Group(*parts)
 
 

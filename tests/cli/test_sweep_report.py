@@ -10,7 +10,7 @@ import pytest
 
 from lpc_engine.cli.app import main
 from lpc_engine.presets import PRESETS
-from lpc_engine.study.report import RunResult, correlation, pearson, table_rows
+from lpc_engine.study.report import RunResult, correlation, pearson, pooling_warnings, table_rows
 from lpc_engine.study.report_render import cell
 from lpc_engine.runs.store import read_events
 from lpc_engine.study.sweep import grid
@@ -133,10 +133,34 @@ def test_report_bad_input(tmp_path, capsys) -> None:
     assert code == 2 and "'xml' is not one of 'md', 'csv', 'json'" in err
 
 
-def result(preset, lr, seed, acc, r=10.0, rob=0.1):
+def result(preset, lr, seed, acc, r=10.0, rob=0.1, **setting):
     return RunResult(name=f"{preset}-lr{lr:g}-s{seed}", preset=preset, lr=lr, seed=seed,
                      values={"test_acc_percent": acc, "separation_ratio": r, "robustness_mean": rob,
-                             "gmm_score_min": -acc})
+                             "gmm_score_min": -acc}, setting={"epochs": 10, **setting})
+
+
+def test_a_row_pooling_different_settings_or_one_seed_twice_is_flagged() -> None:
+    seeds = [result("lpc", 1e-3, s, 90) for s in range(3)]
+    assert pooling_warnings(table_rows(seeds)) == []
+    mixed = seeds + [result("lpc", 1e-3, 0, 50, **{"epochs": 2, "data.dataset": "cifar10"})]
+    (line_settings, line_seeds) = pooling_warnings(table_rows(mixed))
+    assert "LPC pools runs that differ in data.dataset, epochs" in line_settings
+    assert "the same seed (0)" in line_seeds
+
+
+def test_the_report_of_a_sweep_warns_of_nothing(full_sweep, capsys) -> None:
+    code, _, err = lpc(capsys, "report", full_sweep, "--no-plots")
+    assert code == 0 and "warning" not in err
+
+
+def test_the_report_of_unrelated_runs_says_they_are_not_seeds(tmp_path, capsys) -> None:
+    for epochs in ("2", "3"):
+        assert lpc(capsys, "run", "--dataset", "synthetic", "--epochs", epochs, "--device", "cpu",
+                   "--robustness-samples", "10", "--runs-dir", tmp_path, "--name", f"e{epochs}")[0] == 0
+    code, out, err = lpc(capsys, "report", tmp_path, "--format", "json")
+    assert code == 0 and "pools runs that differ in epochs" in err and "the same seed (0)" in err
+    assert len(json.loads(out)["warnings"]) == 2
+    assert "Warning: LPC pools runs that differ in epochs" in lpc(capsys, "report", tmp_path, "--no-plots")[1]
 
 
 def test_best_lr_keeps_the_best_mean_accuracy_per_architecture() -> None:
