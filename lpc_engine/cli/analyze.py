@@ -45,7 +45,14 @@ def read_latents(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise UsageError(f"analyze: file not found: {path}")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise UsageError(f"analyze: {path} is not a readable .npz file ({exc})") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):  # a lone .npy array: no y beside it
+        raise UsageError(f"analyze: {path} holds one array, not an .npz file with z (N x d) and y (N) "
+                         "(np.savez(path, z=z, y=y) writes one)")
+    try:
+        with loaded as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise UsageError(f"analyze: {path} is not a readable .npz file ({exc})") from None

@@ -153,7 +153,10 @@ def report(
         sys.stderr.write(f"lpc: warning: {line}\n")
     corr, series = correlation(results), curves(results, rows)
     if curves_file is not None:
-        atomic_write(curves_file, curves_csv(series).encode())
+        try:
+            atomic_write(curves_file, curves_csv(series).encode())
+        except OSError as exc:
+            raise UsageError(f"--curves-csv: cannot write {curves_file}: {exc.strerror or exc}") from None
     if fmt == "json":
         extra = {"runs_dir": str(runs_dir), "best_lr": best_lr, "skipped": skipped,
                  "warnings": pooling_warnings(rows), "correlation": corr, "curves": series}

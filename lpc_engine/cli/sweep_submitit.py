@@ -11,6 +11,7 @@ finished and resumes what stopped.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,9 @@ def make_executor(folder: Path, opts: ClusterOptions):
         raise UsageError("--executor local/slurm needs submitit: pip install 'lpc-studio[cluster]'") from None
     if opts.executor == "local":
         return submitit.LocalExecutor(folder=folder)
+    if shutil.which("sbatch") is None:  # submitit's own error is a traceback
+        raise UsageError("--executor slurm: no sbatch on this machine's PATH; run the sweep on the "
+                         "cluster's login node, or use --executor local")
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
     params = {"timeout_min": opts.time_limit, "gpus_per_node": opts.gpus, "cpus_per_task": opts.cpus}
     if opts.partition:

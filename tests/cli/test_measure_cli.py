@@ -141,6 +141,9 @@ def test_analyze_refuses_missing_and_non_npz_files(tmp_path, capsys) -> None:
     (tmp_path / "text.npz").write_text("not a zip")
     code, _, err = lpc(capsys, "analyze", tmp_path / "text.npz")
     assert code == 2 and len(err.strip().splitlines()) == 1
+    np.save(tmp_path / "plain.npy", np.zeros((5, 2)))  # one array: no y beside it
+    code, _, err = lpc(capsys, "analyze", tmp_path / "plain.npy")
+    assert code == 2 and "holds one array" in err and len(err.strip().splitlines()) == 1
 
 
 def test_eval_refuses_a_non_run(tmp_path, capsys) -> None:

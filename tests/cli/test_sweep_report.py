@@ -148,9 +148,19 @@ def test_a_row_pooling_different_settings_or_one_seed_twice_is_flagged() -> None
     assert "the same seed (0)" in line_seeds
 
 
-def test_the_report_of_a_sweep_warns_of_nothing(full_sweep, capsys) -> None:
+def test_the_report_of_a_sweep_warns_of_nothing(full_sweep, capsys, tmp_path) -> None:
     code, _, err = lpc(capsys, "report", full_sweep, "--no-plots")
     assert code == 0 and "warning" not in err
+    code, _, err = lpc(capsys, "report", full_sweep, "--curves-csv", tmp_path / "no" / "such" / "c.csv")
+    assert code == 2 and err.startswith("lpc: error: --curves-csv: cannot write") and len(err.splitlines()) == 1
+
+
+def test_a_slurm_sweep_where_there_is_no_slurm_exits_2(tmp_path, capsys, monkeypatch) -> None:
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch on it
+    code, _, err = lpc(capsys, "sweep", "--executor", "slurm", "--dataset", "synthetic", "--epochs", "1",
+                       "--runs-dir", tmp_path / "runs")
+    assert code == 2 and "no sbatch on this machine's PATH" in err and len(err.splitlines()) == 1
 
 
 def test_the_report_of_unrelated_runs_says_they_are_not_seeds(tmp_path, capsys) -> None:
