@@ -289,7 +289,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     unknown = [t for t in tracker_names(cfg.log_to) if t not in TRACKERS]
     if unknown:
         raise ConfigError(f"log_to: unknown tracker {short_repr(unknown[0])}; choose from {', '.join(TRACKERS)}")
-    if not _valid_device(cfg.device):
+    if not valid_device(cfg.device):
         raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {short_repr(cfg.device)}")
     return cfg
 
@@ -314,7 +314,7 @@ def check_range(name: str, meta: Any, value: Any) -> None:
             raise ConfigError(f"{name}: must be in [{lo:g}, {hi:g}], got {short_repr(v)}")
 
 
-def _valid_device(device: str) -> bool:
+def valid_device(device: str) -> bool:
     if device in ("auto", "cpu", "cuda", "mps"):
         return True
     head, _, index = device.partition(":")

@@ -21,6 +21,8 @@ from lpc_engine.errors import StorageError, UsageError
 from lpc_engine.runs.latents import write_latent_sample
 from lpc_engine.metrics.columns import COLUMNS, GROUPS, fmt
 from lpc_engine.runs.load import load_run
+from lpc_engine.training.session import pick_device
+from lpc_engine.config import valid_device
 from lpc_engine.training.measure import latent_sample, model_metrics, robustness
 from lpc_engine.runs.store import json_safe
 
@@ -86,12 +88,15 @@ def analyze(path: Annotated[Path, typer.Argument(help="An .npz file with z (N x 
 
 def eval_run(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
              samples: Annotated[int, typer.Option("--samples", help="Test inputs attacked by DeepFool.")] = 1000,
-             device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
+             device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "cpu",
              seed: Annotated[int, typer.Option("--seed", help="Seed of the DeepFool sample.")] = 0,
              as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
     """Recompute the metrics and the robustness table of a saved run."""
     if samples < 0:
         raise UsageError(f"samples: must be >= 0, got {samples}")
+    if not valid_device(device):
+        raise UsageError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}")
+    device = str(pick_device(device))  # a CUDA device where there is none: said as `lpc run` says it
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run = load_run(run_dir, device=device)

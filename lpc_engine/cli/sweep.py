@@ -17,6 +17,7 @@ from lpc_engine.cli.options import DatasetName, absolute_path, field_option, run
 from lpc_engine.config_io import read_config_file
 from lpc_engine.presets import PRESETS
 from lpc_engine.errors import UsageError
+from lpc_engine.data.datasets import EMBEDDED
 from lpc_engine.study.report import collect, correlation, curves, pooling_warnings, table_rows
 from lpc_engine.cli.report_charts import curve_charts, scatter_chart
 from lpc_engine.study.report_render import curves_csv, report_csv, report_json, report_markdown
@@ -84,6 +85,7 @@ def sweep(
     if flags.get("data_dir"):  # runs resume from anywhere: keep data paths absolute
         flags["data_dir"] = absolute_path(flags["data_dir"])
     points = grid(axes, read_config_file(config) if config else None, flags)
+    _check_data_dirs(points)
     sweep_dir = run_path(runs_dir, name or f"sweep-{points[0].cfg.data.dataset}")
     todo = [Job(p, point_state(sweep_dir, p)) for p in points]
     for job in todo:
@@ -120,6 +122,16 @@ def _outcome(sweep_dir: Path, todo: list[Job], as_json: bool, stderr: Console) -
     if failed:
         stderr.print(f"{len(failed)} run(s) failed; logs in {sweep_dir / '.logs'}; rerun the sweep to retry")
     return not (failed or stopped)
+
+
+def _check_data_dirs(points: list) -> None:
+    """A dataset read from files with no data_dir: refused before any point
+    starts (each would fail alone, as `lpc run` refuses it)."""
+    for point in points:
+        data = point.cfg.data
+        if data.dataset not in EMBEDDED and not data.data_dir:
+            raise UsageError(f"{data.dataset} needs data_dir (--set data_dir=PATH, or data_dir in the "
+                             f"--config file); {point.name} has none")
 
 
 def _create(sweep_dir: Path) -> None:

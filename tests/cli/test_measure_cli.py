@@ -149,3 +149,12 @@ def test_analyze_refuses_missing_and_non_npz_files(tmp_path, capsys) -> None:
 def test_eval_refuses_a_non_run(tmp_path, capsys) -> None:
     code, _, err = lpc(capsys, "eval", tmp_path)
     assert code == 2 and "not a run directory" in err
+
+
+@pytest.mark.parametrize("device, message", [("gpu", "device: expected auto, cpu, cuda or cuda:N, got 'gpu'"),
+                                             ("cuda", "device: cuda requested but no CUDA GPU is visible")])
+def test_eval_says_what_is_wrong_with_the_device_not_the_checkpoint(tmp_path, capsys, device, message) -> None:
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible")
+    code, _, err = lpc(capsys, "eval", tmp_path, "--device", device)
+    assert code == 2 and message in err

@@ -155,6 +155,12 @@ def test_the_report_of_a_sweep_warns_of_nothing(full_sweep, capsys, tmp_path) ->
     assert code == 2 and err.startswith("lpc: error: --curves-csv: cannot write") and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("extra", [[], ["--dry-run"]])
+def test_a_sweep_of_files_with_no_data_dir_exits_2_before_any_point(tmp_path, capsys, extra) -> None:
+    code, out, err = lpc(capsys, "sweep", "--dataset", "npz", "--epochs", "1", "--runs-dir", tmp_path, *extra)
+    assert code == 2 and "npz needs data_dir" in err and out == "" and not any(tmp_path.iterdir())
+
+
 def test_a_slurm_sweep_where_there_is_no_slurm_exits_2(tmp_path, capsys, monkeypatch) -> None:
     pytest.importorskip("submitit")
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch on it
