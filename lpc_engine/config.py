@@ -45,7 +45,10 @@ def _f(default: Any, doc: str, lo: float | None = None, hi: float | None = None,
 class ModelConfig:
     preset: str = _f("lpc", "architecture of the paper's Table III")
     backbone: str = _f("resnet18", "feature extractor h(x)")
-    latent_dim: int = _f(0, "penultimate width d; 0 = the preset's width for the dataset", 0, 65536,
+    # At most 8192: the metrics hold d x d float64 matrices (Sigma_W: 0.5 GB at
+    # 8192, 34 GB at 65536, which ended runs in an allocation failure); the
+    # paper's widest is 256.
+    latent_dim: int = _f(0, "penultimate width d; 0 = the preset's width for the dataset", 0, 8192,
                          label="width d")
     classifier_bias: bool = _f(False, "bias of the last classifier (zero in the paper, app. C)")
 

@@ -169,6 +169,12 @@ def test_explicit_latent_dim_wins_for_presets_with_layer() -> None:
     assert build_config(flags={"latent_dim": 48}).model.latent_dim == 48
 
 
+def test_a_latent_wider_than_the_metrics_can_hold_is_refused() -> None:
+    assert build_config(flags={"latent_dim": 8192}).model.latent_dim == 8192
+    with pytest.raises(ConfigError, match=r"latent_dim: must be in \[0, 8192\], got 60016"):
+        build_config(flags={"latent_dim": 60016})
+
+
 def test_every_preset_builds() -> None:
     for key in PRESETS:
         assert build_config(flags={"preset": key}).model.preset == key
