@@ -20,6 +20,8 @@ import dataclasses
 import math
 import threading
 import time
+import traceback
+from contextlib import suppress
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,7 +33,7 @@ from lpc_engine.runs.checkpoint_files import load_newest
 from lpc_engine.config import RESUMABLE_CHANGES, RunConfig, continues, to_dict
 from lpc_engine.config_io import config_from_dict, resolve
 from lpc_engine.parallel.distributed import World
-from lpc_engine.errors import UsageError
+from lpc_engine.errors import StorageError, UsageError
 from lpc_engine.events import (Alert, EpochEnd, Event, MetricsComputed, RobustnessComputed,
                      RunFailed, RunFinished, RunStarted)
 from lpc_engine.training.measure import model_metrics, latent_sample, robustness
@@ -76,8 +78,12 @@ def train(cfg: RunConfig, control: Control | None = None, run_dir: str | Path | 
     watcher = ControlWatcher(s.store.dir, control) if s.store is not None else None
     if s.cfg.log_to and s.store is not None:  # rank 0 with a run folder
         s.trackers = LiveTrackers(s.cfg.log_to, s.store.dir, to_dict(s.cfg))
+    began = time.perf_counter()
     try:
         yield from _tracked(_run(s, control, resume, run_dir, world), s)
+    except Exception as exc:
+        _record_failure(s, exc, time.perf_counter() - began)
+        raise
     finally:
         if s.trackers is not None:
             s.trackers.abandon()
@@ -85,6 +91,21 @@ def train(cfg: RunConfig, control: Control | None = None, run_dir: str | Path | 
             watcher.close()
         if s.store is not None:
             s.store.release()
+
+
+def _record_failure(s: Session, exc: Exception, seconds: float) -> None:
+    """An error that ended the run, in its folder: its readers (`lpc runs`,
+    any TUI) see it failed, and why, not a stale run whose writer vanished.
+    Resuming it continues from its last checkpoint, as after a stop."""
+    if s.store is None or isinstance(exc, StorageError):  # a folder that cannot be written stays as it is
+        return
+    epoch = int(s.rows[-1]["epoch"]) if s.rows else 0
+    error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    summary = {**make_summary(s.cfg, s.rows, "error", seconds, metrics=s.metrics, robustness=s.robustness),
+               "error": error}
+    with suppress(OSError, StorageError):
+        s.store.append(RunFailed(epoch=epoch, status="error", error=error, summary=summary).to_json())
+        s.store.write_summary(summary)
 
 
 def _tracked(events: Iterator[Event], s: Session) -> Iterator[Event]:

@@ -386,6 +386,30 @@ def test_resume_refuses_a_changed_config(tmp_path: Path) -> None:
     assert (run_dir / "events.jsonl").read_bytes() == before
 
 
+def test_an_error_in_mid_run_is_recorded_in_the_folder_and_the_run_resumes(tmp_path: Path, monkeypatch,
+                                                                          tiny_synthetic) -> None:
+    import lpc_engine.training.train as train_module
+    from lpc_engine.runs.reader import run_state
+    real = train_module._measure
+
+    def failing(s, epoch):
+        if epoch == 2:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+        yield from real(s, epoch)
+    monkeypatch.setattr(train_module, "_measure", failing)
+    run_dir = tmp_path / "r"
+    cfg = synthetic(epochs=3, metrics_every=1, checkpoint_every=1, robustness_samples=0)
+    with pytest.raises(RuntimeError, match="allocate"):
+        list(train(cfg, run_dir=run_dir))
+    summary = RunStore(run_dir).read_summary()
+    assert summary["status"] == "error" and "can't allocate memory" in summary["error"]
+    assert run_state(run_dir, summary) == "failed"  # not "stale": its writer said why it ended
+    assert read_events(run_dir / "events.jsonl")[-1]["event"] == "failed"
+    monkeypatch.setattr(train_module, "_measure", real)
+    events = list(train(cfg, run_dir=run_dir, resume=True))
+    assert isinstance(events[-1], RunFinished) and RunStore(run_dir).read_summary()["status"] == "finished"
+
+
 def test_existing_run_is_not_clobbered_without_overwrite(tmp_path: Path, helpers) -> None:
     run_dir = tmp_path / "r"
     list(train(synthetic(epochs=1), run_dir=run_dir))
