@@ -314,7 +314,8 @@ def check_range(name: str, meta: Any, value: Any) -> None:
         if isinstance(v, float) and not math.isfinite(v):
             raise ConfigError(f"{name}: must be a finite number, got {short_repr(v)}")
         if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise ConfigError(f"{name}: must be in [{lo:g}, {hi:g}], got {short_repr(v)}")
+            ends = (f"{int(lo)}, {int(hi)}" if isinstance(v, int) else f"{lo:g}, {hi:g}")  # 1048576, not 1.04858e+06
+            raise ConfigError(f"{name}: must be in [{ends}], got {short_repr(v)}")
 
 
 def valid_device(device: str) -> bool:

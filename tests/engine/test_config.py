@@ -173,6 +173,8 @@ def test_a_latent_wider_than_the_metrics_can_hold_is_refused() -> None:
     assert build_config(flags={"latent_dim": 8192}).model.latent_dim == 8192
     with pytest.raises(ConfigError, match=r"latent_dim: must be in \[0, 8192\], got 60016"):
         build_config(flags={"latent_dim": 60016})
+    with pytest.raises(ConfigError, match=r"batch_size: must be in \[1, 1048576\], got 0"):  # an int's ends as ints
+        build_config(flags={"batch_size": 0})
 
 
 def test_every_preset_builds() -> None:
