@@ -12,7 +12,7 @@ HELP = """[b]LPC Studio keys[/b]
 
   [b]c[/b]  configure     Tab / Shift+Tab move between fields,
                    Esc leaves a field so the letter keys work
-  [b]s[/b]  start the configured run
+  [b]s[/b]  start the configured run ([b]S[/b]: detached, it outlives SSH)
   [b]p[/b]  pause / resume the run (or a followed one)
   [b]x[/b]  stop the run, or a followed one (a checkpoint first)
   [b]m[/b]  monitor       1-4 switch Curves / Nodes / Metrics / Log,

@@ -185,7 +185,7 @@ async def test_help_screen_lists_the_keys(tmp_path) -> None:
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         shown = str(app.screen.query_one(Static).render())
-        for key in ("start", "pause", "stop", "export", "quit", "runs", "monitor", "configure"):
+        for key in ("start", "detached", "pause", "stop", "export", "quit", "runs", "monitor", "configure"):
             assert key in shown
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
