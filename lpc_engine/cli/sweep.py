@@ -18,7 +18,8 @@ from lpc_engine.config_io import read_config_file
 from lpc_engine.presets import PRESETS
 from lpc_engine.errors import UsageError
 from lpc_engine.data.datasets import EMBEDDED
-from lpc_engine.study.report import collect, correlation, curves, pooling_warnings, table_rows
+from lpc_engine.runs.reader import RunReader
+from lpc_engine.study.report import collect, collect_dirs, correlation, curves, pooling_warnings, table_rows
 from lpc_engine.cli.report_charts import curve_charts, scatter_chart
 from lpc_engine.study.report_render import curves_csv, report_csv, report_json, report_markdown
 from lpc_engine.runs.store import atomic_write, json_safe, run_path
@@ -155,7 +156,8 @@ def report(
     """The paper's Tables I, II and IV (mean ± std over seeds), Fig. 3's correlation, Figs. 4-5's curves."""
     if not runs_dir.is_dir():
         raise UsageError(f"report: {runs_dir} is not a folder")
-    results, skipped = collect(runs_dir)
+    # A run's own folder: its tables alone (n = 1).
+    results, skipped = collect_dirs([runs_dir]) if RunReader(runs_dir).exists() else collect(runs_dir)
     if not results:
         inner = sorted(d.name for d in runs_dir.iterdir() if d.is_dir() and collect(d)[0])
         hint = f"; sweeps inside: {', '.join(inner)}" if inner else ""

@@ -177,6 +177,8 @@ def test_the_report_of_unrelated_runs_says_they_are_not_seeds(tmp_path, capsys) 
     assert code == 0 and "pools runs that differ in epochs" in err and "the same seed (0)" in err
     assert len(json.loads(out)["warnings"]) == 2
     assert "Warning: LPC pools runs that differ in epochs" in lpc(capsys, "report", tmp_path, "--no-plots")[1]
+    code, out, _ = lpc(capsys, "report", tmp_path / "e2", "--format", "json")  # one run's own folder
+    assert code == 0 and [r["runs"] for r in json.loads(out)["tables"]["table1"]] == [["e2"]]
 
 
 def test_best_lr_keeps_the_best_mean_accuracy_per_architecture() -> None:
