@@ -18,7 +18,8 @@ class ProgressView:
     def __init__(self, console: Console):
         self.console = console
         self.progress = Progress(
-            TextColumn("epoch"), MofNCompleteColumn(), BarColumn(),
+            # A short bar, so "epoch 700/700" and the stats fit 80 columns whole.
+            TextColumn("epoch"), MofNCompleteColumn(), BarColumn(bar_width=6),
             TextColumn("{task.fields[stats]}"), TimeRemainingColumn(),
             console=console, transient=False,
         )
@@ -40,8 +41,8 @@ class ProgressView:
             self.console.print(f"training on {on}, {event.num_params:,} parameters, "
                                f"{event.num_train} train / {event.num_test} test samples{where}")
         elif isinstance(event, EpochEnd) and self.task is not None:
-            stats = (f"loss {event.loss:.3f}  acc {event.train_acc:.3f}/{fmt(event.test_acc, '.3f')}"
-                     f"  gamma {event.gamma:.3g}  |z| {event.latent_norm_mean:.3g}")
+            stats = (f"loss {event.loss:.3f} acc {event.train_acc:.3f}/{fmt(event.test_acc, '.3f')}"
+                     f" gamma {event.gamma:.3g} |z| {event.latent_norm_mean:.3g}")
             self.progress.update(self.task, completed=event.epoch, stats=stats)
         elif isinstance(event, Alert):
             self.console.print(f"[yellow]alert[/] epoch {event.epoch}: {event.message}")
