@@ -23,6 +23,7 @@ from lpc_engine.events import Alert, Event, RunFailed, RunFinished
 from lpc_engine.training.runner import BackgroundRun, threads_beside_ui
 from lpc_engine.training.train import resume_config, train
 
+from lpc_engine.runs.reader import RunReader
 from lpc_tui.export import export_folder, write_epochs_csv
 from lpc_tui.follow import Follower
 from lpc_tui.form import FormModel
@@ -126,6 +127,10 @@ class LpcApp(Watching, App):
             cfg = resume_config(message.run_dir)
         except UsageError as exc:
             self.notify(str(exc), severity="error")
+            return
+        if (RunReader(message.run_dir).summary() or {}).get("status") == "finished":
+            self.notify(f"{message.run_dir.name} is finished: nothing to resume (lpc run --resume "
+                        "--epochs N trains it on)", severity="warning")
             return
         self._launch(BackgroundRun(cfg, self._post, run_dir=message.run_dir, resume=True,
                                    train_fn=self.train_fn, cpu_threads=threads_beside_ui()),

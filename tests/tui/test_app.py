@@ -300,6 +300,18 @@ async def test_brackets_page_the_nodes_wherever_the_monitor_focus_is(tmp_path, m
 
 
 @aio
+async def test_resume_of_a_finished_run_says_so_and_writes_nothing(tmp_path) -> None:
+    run_dir = write_saved_run(tmp_path, "done", 3)
+    before = (run_dir / "events.jsonl").read_bytes()
+    app = LpcApp(runs_dir=tmp_path, train_fn=ScriptedTrain())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("r", "R")
+        await pilot.pause()
+        assert app.job is None and any("is finished: nothing to resume" in n for n in names(app))
+    assert (run_dir / "events.jsonl").read_bytes() == before
+
+
+@aio
 async def test_export_writes_csv_and_svg(tmp_path) -> None:
     app = LpcApp(runs_dir=tmp_path, flags=SYNTH, train_fn=ScriptedTrain(epochs=4))
     async with app.run_test(size=SIZE) as pilot:
