@@ -194,7 +194,12 @@ def runs_cmd(runs_dir: RunsDir = "runs",
         Console(stderr=True).print(f"no runs in {runs_dir}")
     else:
         console = Console()
-        console.print(runs_table(runs, console))
+        table, left_out = runs_table(runs, console)
+        console.print(table)
+        if left_out:
+            sys.stdout.flush()  # the note after the table, also when both go to one pipe
+            Console(stderr=True).print(f"left out to fit {console.width} columns: {', '.join(left_out)} "
+                                       "(--json has them)", style="dim")
 
 
 @app.command("stop")

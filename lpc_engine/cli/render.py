@@ -77,29 +77,40 @@ def summary_table(summary: dict[str, Any], run_dir: str) -> Table:
     return table
 
 
-def runs_table(runs: list[dict[str, Any]], console: Console | None = None) -> Table:
-    """The runs, one a row; R (Table I) and ‖r‖/‖x‖ (Table II) where they fit
-    beside whole names on `console` (at 80 columns, default names leave no room)."""
-    table = _runs_table(runs, metrics=True)
+RUNS_COLUMNS = (("name", "left"), ("preset", "left"), ("dataset", "left"), ("epochs", "right"),
+                ("state", "left"), ("test acc", "right"), ("R", "right"), ("‖r‖/‖x‖", "right"))
+# What goes first when the table is wider than the screen: the name (what
+# --name and --resume take) stays whole, so the extras make room for it.
+RUNS_LEFT_OUT = (("R", "‖r‖/‖x‖"), ("dataset",), ("preset",))
+
+
+def runs_table(runs: list[dict[str, Any]], console: Console | None = None) -> tuple[Table, list[str]]:
+    """The runs, one a row, and the columns left out so that whole names fit
+    on `console` (R and ‖r‖/‖x‖ first: at 80 columns default names leave no
+    room for them; then dataset and preset, for a sweep's longer names)."""
+    left_out: list[str] = []
+    table = _runs_table(runs, left_out)
     unbounded = console.options.update_width(10_000) if console is not None else None
-    if console is not None and console.measure(table, options=unbounded).maximum > console.width:
-        table = _runs_table(runs, metrics=False)
-    return table
+    for drop in RUNS_LEFT_OUT:
+        if console is None or console.measure(table, options=unbounded).maximum <= console.width:
+            break
+        left_out += drop
+        table = _runs_table(runs, left_out)
+    return table, left_out
 
 
-def _runs_table(runs: list[dict[str, Any]], metrics: bool) -> Table:
+def _runs_table(runs: list[dict[str, Any]], left_out: list[str]) -> Table:
     table = Table(title=None, box=None, pad_edge=False)  # no rules: 80 columns hold a default name
-    columns = [("name", "left"), ("preset", "left"), ("dataset", "left"), ("epochs", "right"),
-               ("state", "left"), ("test acc", "right")]
-    for col, justify in columns + ([("R", "right"), ("‖r‖/‖x‖", "right")] if metrics else []):
+    shown = [(col, justify) for col, justify in RUNS_COLUMNS if col not in left_out]
+    for col, justify in shown:
         # The name is what --name and --resume take: whole, folded only if wider than the screen.
-        table.add_column(col, justify=justify, no_wrap=True,
-                         overflow="fold" if col == "name" else "ellipsis")
+        table.add_column(col, justify=justify, no_wrap=True, overflow="fold" if col == "name" else "ellipsis")
     for r in runs:
-        row = [r["name"], r["preset"], r["dataset"], f"{r['epochs_done']}/{r['epochs']}",
-               r.get("state", r["status"]), fmt(r["test_acc"], ".3f")]
-        metric_cells = [fmt(r.get("separation_ratio"), ".3g"), fmt(r.get("robustness_mean"), ".3g")]
-        table.add_row(*row, *(metric_cells if metrics else []))
+        cells = {"name": r["name"], "preset": r["preset"], "dataset": r["dataset"],
+                 "epochs": f"{r['epochs_done']}/{r['epochs']}", "state": r.get("state", r["status"]),
+                 "test acc": fmt(r["test_acc"], ".3f"), "R": fmt(r.get("separation_ratio"), ".3g"),
+                 "‖r‖/‖x‖": fmt(r.get("robustness_mean"), ".3g")}
+        table.add_row(*(cells[col] for col, _ in shown))
     return table
 
 

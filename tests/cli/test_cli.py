@@ -308,10 +308,17 @@ def test_runs_table_keeps_default_names_whole_at_80_columns() -> None:
            "separation_ratio": 12.7, "robustness_mean": 0.312}
     for width, with_metrics in ((80, False), (120, True)):
         console = Console(width=width, file=io.StringIO())
-        console.print(runs_table([run], console))
+        table, left_out = runs_table([run], console)
+        console.print(table)
         text = console.file.getvalue()
         assert run["name"] in text and max(map(len, text.splitlines())) <= width
-        assert ("12.7" in text and "0.312" in text) == with_metrics
+        assert ("12.7" in text and "0.312" in text) == with_metrics == (left_out != ["R", "‖r‖/‖x‖"])
+    long = {**run, "name": "sweep-digits/lpc-digits-s3-20261202-024330"}  # a sweep's run: still whole
+    console = Console(width=80, file=io.StringIO())
+    table, left_out = runs_table([long], console)
+    console.print(table)
+    assert long["name"] in console.file.getvalue() and "finished" in console.file.getvalue()
+    assert left_out == ["R", "‖r‖/‖x‖", "dataset"]
 
 
 def test_load_run_of_a_cli_run(tmp_path: Path, capsys) -> None:
