@@ -66,8 +66,10 @@ def _labels(value: Any, name: str, n: int, device: torch.device) -> Tensor:
 def _validated(z: Any, y: Any, weight: Any, predictions: Any, k: int) -> tuple[Tensor, ...]:
     """Checked inputs: z (N, d) float64, y (N,) int64, weight (C, d) or None, predictions (N,) or None."""
     z = _tensor(z, "z")
-    if z.dim() != 2 or z.shape[0] == 0 or z.shape[1] == 0:
+    if z.dim() != 2:
         raise UsageError(f"z must be a 2-D (N, d) array of latents; got shape {tuple(z.shape)}")
+    if z.shape[0] == 0 or z.shape[1] == 0:
+        raise UsageError(f"z holds no latents: shape {tuple(z.shape)} (N and d must be at least 1)")
     z = z.to(torch.float64)
     n, d = z.shape
     if not bool(torch.isfinite(z).all()):
@@ -80,7 +82,9 @@ def _validated(z: Any, y: Any, weight: Any, predictions: Any, k: int) -> tuple[T
         raise UsageError(f"class {classes[counts < 2][0].item()} has a single sample; the "
                          "within-class covariance needs at least 2 per class")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
-        raise UsageError(f"k must be an integer with 1 <= k < N = {n}; got {k!r}")
+        enough = f" (the entropy's k = {k} nearest neighbours need at least {k + 1} latents)" \
+            if isinstance(k, (int, np.integer)) and k >= n else ""
+        raise UsageError(f"k must be an integer with 1 <= k < N = {n}; got {k!r}{enough}")
     if weight is not None:
         weight = _tensor(weight, "classifier_weight", z.device).to(torch.float64)
         if weight.dim() != 2 or weight.shape[1] != d or int(classes.min()) < 0 \

@@ -160,7 +160,7 @@ def test_resume_refuses_a_checkpoint_with_a_pickled_payload(stopped_run, tmp_pat
 
 
 @pytest.mark.parametrize("arrays, fragment", [
-    ({"z": np.zeros((0, 3)), "y": np.zeros(0, int)}, "2-D (N, d)"),
+    ({"z": np.zeros((0, 3)), "y": np.zeros(0, int)}, "holds no latents"),
     ({"z": np.zeros((5, 2, 2)), "y": np.arange(5) % 2}, "2-D (N, d)"),
     ({"z": np.ones((50, 3)), "y": np.arange(40) % 2}, "one label per latent"),
     ({"z": np.ones((50, 3)) + 1j, "y": np.arange(50) % 2}, "real numbers"),
