@@ -34,7 +34,7 @@ from lpc_engine.runs.control import request
 from lpc_engine.runs.lock import holder, writer_alive
 from lpc_engine.runs.reader import RunReader, list_runs
 from lpc_engine.runs.store import default_run_name, json_safe, run_path
-from lpc_engine.config import RunConfig, to_flat
+from lpc_engine.config import RunConfig, to_dict, to_flat
 from lpc_engine.parallel.distributed import World
 from lpc_engine.config import RESUMABLE_CHANGES
 from lpc_engine.training.headless import last_of, train_headless
@@ -90,7 +90,8 @@ def run(
     nproc: Annotated[int, typer.Option("--nproc", min=1, help=(
         "Processes training this run together (DistributedDataParallel): one per GPU, "
         "or CPU processes sharing the cores."))] = 1,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved config as TOML and exit.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help=(
+        "Print the resolved config as TOML (JSON with --json) and exit."))] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> None:
     """Train one run headless; with no options, LPC on digits in well under a minute."""
@@ -112,8 +113,8 @@ def run(
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=absolute_path(cfg.data.data_dir)))
         name = name or default_run_name(cfg.model.preset, cfg.data.dataset, cfg.seed)
         run_dir = run_path(runs_dir, world.same_text(name))  # under torchrun: rank 0's clock
-    if dry_run:
-        sys.stdout.write(dumps_toml(cfg))
+    if dry_run:  # with --json, the same config as one JSON object (config.json's form)
+        sys.stdout.write(json.dumps(to_dict(cfg)) + "\n" if as_json else dumps_toml(cfg))
         return
     if nproc > 1:
         if world.size > 1:

@@ -282,6 +282,8 @@ def test_config_file_values_under_flags(tmp_path: Path, capsys) -> None:
     parsed = tomllib.loads(out)
     assert parsed["epochs"] == 4 and parsed["gamma"]["gamma_max"] == 3.0
     assert parsed["data"]["dataset"] == "synthetic"
+    code, out, _ = lpc(capsys, "run", "--config", tmp_path / "c.toml", "--epochs", "4", "--dry-run", "--json")
+    assert code == 0 and json.loads(out) == parsed  # the same config, as JSON
 
 
 def test_runs_json_lists_the_runs(tmp_path: Path, capsys) -> None:
