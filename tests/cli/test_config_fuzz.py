@@ -241,6 +241,14 @@ FLAGS = sorted(n for n in set(inspect.signature(run).parameters) & set(LEAVES)
                if _kind(n) != "bool")  # --download/--no-download: a switch takes no value
 
 
+def _range_text(name: str) -> str:
+    """A field's range as its error gives it: an int field's ends as ints."""
+    meta = LEAVES[name][1].metadata
+    if _kind(name) == "int":
+        return f"[{int(meta['lo'])}, {int(meta['hi'])}]"
+    return f"[{meta['lo']:g}, {meta['hi']:g}]"
+
+
 def _too_big(name: str) -> Any:
     hi = LEAVES[name][1].metadata["hi"]
     return int(hi) + 1 if _kind(name) == "int" else hi * 10 + 1
@@ -248,14 +256,13 @@ def _too_big(name: str) -> Any:
 
 @pytest.mark.parametrize("name", RANGED)
 def test_every_ranged_field_names_itself_and_its_range(name: str, tmp_path: Path) -> None:
-    meta = LEAVES[name][1].metadata
     config = json.loads(json.dumps(BASE))
     _place(config, name, _too_big(name))
     path = tmp_path / "c.toml"
     path.write_text(to_toml(config))
     code, out, err = lpc("run", "--config", path, "--runs-dir", tmp_path / "runs")
     _assert_refused(code, out, err)
-    assert err.startswith(f"lpc: error: {name}: ") and f"[{meta['lo']:g}, {meta['hi']:g}]" in err, err
+    assert err.startswith(f"lpc: error: {name}: ") and _range_text(name) in err, err
     assert not (tmp_path / "runs").exists()
 
 
@@ -280,7 +287,7 @@ def test_every_flag_is_validated(name: str, tmp_path: Path) -> None:
     elif name != "data_dir":
         assert err.startswith(f"lpc: error: {name}: "), err
     if meta["lo"] is not None:
-        assert f"[{meta['lo']:g}, {meta['hi']:g}]" in err
+        assert _range_text(name) in err
     if kind in ("int", "float"):
         code, out, err = lpc(*args, flag, "abc")
         _assert_refused(code, out, err)
