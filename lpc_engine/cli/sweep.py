@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from lpc_engine.cli.options import DatasetName, absolute_path, field_option, runs_dir_option
+from lpc_engine.cli.options import DatasetName, ProfileName, absolute_path, field_option, runs_dir_option
 
 from lpc_engine.config_io import read_config_file
 from lpc_engine.presets import PRESETS
@@ -51,6 +51,7 @@ def sweep(
     set_: Annotated[list[str], typer.Option(
         "--set", help="Any config field over values: field=v1,v2 (repeatable).")] = [],
     dataset: Annotated[DatasetName, field_option("dataset")] = None,
+    profile: Annotated[ProfileName, field_option("profile")] = None,
     epochs: Annotated[Optional[int], field_option("epochs")] = None,
     device: Annotated[Optional[str], field_option("device")] = None,
     config: Annotated[Optional[Path], typer.Option(
@@ -74,7 +75,8 @@ def sweep(
     if lrs is not None:
         axes["lr"] = parse_list(lrs, "lr")
     axes["seed"] = parse_list(seeds, "seed")
-    flags = {k: v for k, v in dict(dataset=dataset, epochs=epochs, device=device).items() if v is not None}
+    flags = {k: v for k, v in dict(dataset=dataset, profile=profile, epochs=epochs, device=device).items()
+             if v is not None}
     for spec in set_:
         field_name, values = parse_set(spec)
         if field_name in axes or field_name in flags:

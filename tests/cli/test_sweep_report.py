@@ -155,6 +155,13 @@ def test_the_report_of_a_sweep_warns_of_nothing(full_sweep, capsys, tmp_path) ->
     assert code == 2 and err.startswith("lpc: error: --curves-csv: cannot write") and len(err.splitlines()) == 1
 
 
+def test_a_sweep_takes_the_profile_as_lpc_run_does(tmp_path, capsys) -> None:
+    code, _, err = lpc(capsys, "sweep", "--profile", "quick", "--epochs", "1", "--set", "robustness_samples=0",
+                       "--runs-dir", tmp_path, "--name", "q")
+    assert code == 0, err
+    assert json.loads((tmp_path / "q" / "lpc-s0" / "config.json").read_text())["profile"] == "quick"
+
+
 @pytest.mark.parametrize("extra", [[], ["--dry-run"]])
 def test_a_sweep_of_files_with_no_data_dir_exits_2_before_any_point(tmp_path, capsys, extra) -> None:
     code, out, err = lpc(capsys, "sweep", "--dataset", "npz", "--epochs", "1", "--runs-dir", tmp_path, *extra)
