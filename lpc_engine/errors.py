@@ -7,6 +7,8 @@ failed: the disk filled up or the folder became unwritable in mid-run);
 anything else is a bug or a failed run.
 """
 
+import traceback
+
 
 class UsageError(ValueError):
     """Bad usage or bad input: a config value, a flag, a missing data file."""
@@ -33,3 +35,11 @@ class CorruptCheckpoint(CheckpointError):
 class StorageError(OSError):
     """The run directory cannot be written any more (disk full, permissions)
     while a run is under way; what is on disk stays consistent."""
+
+
+def describe(exc: BaseException) -> str:
+    """What an error that ended a run says: the engine's own errors are
+    sentences for the user; anything else keeps its type ("RuntimeError: ...")."""
+    if isinstance(exc, (UsageError, StorageError)) and str(exc):
+        return str(exc)
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()

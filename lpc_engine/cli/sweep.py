@@ -165,7 +165,8 @@ def report(
         hint = f"; sweeps inside: {', '.join(inner)}" if inner else ""
         raise UsageError(f"report: no finished runs in {runs_dir}{hint}")
     rows = table_rows(results, best_lr=best_lr)
-    for line in pooling_warnings(rows):
+    warnings = pooling_warnings(rows)
+    for line in warnings:
         sys.stderr.write(f"lpc: warning: {line}\n")
     corr, series = correlation(results), curves(results, rows)
     if curves_file is not None:
@@ -175,7 +176,7 @@ def report(
             raise UsageError(f"--curves-csv: cannot write {curves_file}: {exc.strerror or exc}") from None
     if fmt == "json":
         extra = {"runs_dir": str(runs_dir), "best_lr": best_lr, "skipped": skipped,
-                 "warnings": pooling_warnings(rows), "correlation": corr, "curves": series}
+                 "warnings": warnings, "correlation": corr, "curves": series}
         sys.stdout.write(json.dumps(json_safe(report_json(rows, extra))) + "\n")
         return
     sys.stdout.write(report_csv(rows) if fmt == "csv" else report_markdown(rows, corr, skipped))

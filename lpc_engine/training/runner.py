@@ -7,13 +7,12 @@ The callback runs on the worker thread: a UI must only hand the event over
 from __future__ import annotations
 
 import threading
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 
 from lpc_engine.config import RunConfig
 from lpc_engine.parallel.cores import torch_threads, usable_cores
-from lpc_engine.errors import StorageError, UsageError
+from lpc_engine.errors import describe
 from lpc_engine.events import Event, RunFailed
 from lpc_engine.training.train import Control, train
 
@@ -84,8 +83,5 @@ class BackgroundRun:
                     self.on_event(event)
         except Exception as exc:  # surfaced as an event: the UI stays alive
             self.error = exc
-            # The engine's own errors are sentences for the user; anything else keeps its type.
-            known = isinstance(exc, (UsageError, StorageError)) and str(exc)
-            detail = str(exc) if known else "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            self.last_event = RunFailed(epoch=epoch, status="error", error=detail)
+            self.last_event = RunFailed(epoch=epoch, status="error", error=describe(exc))
             self.on_event(self.last_event)

@@ -20,7 +20,6 @@ import dataclasses
 import math
 import threading
 import time
-import traceback
 from contextlib import suppress
 from collections.abc import Iterator
 from typing import Any
@@ -33,7 +32,7 @@ from lpc_engine.runs.checkpoint_files import load_newest
 from lpc_engine.config import RESUMABLE_CHANGES, RunConfig, continues, to_dict
 from lpc_engine.config_io import config_from_dict, resolve
 from lpc_engine.parallel.distributed import World
-from lpc_engine.errors import StorageError, UsageError
+from lpc_engine.errors import StorageError, UsageError, describe
 from lpc_engine.events import (Alert, EpochEnd, Event, MetricsComputed, RobustnessComputed,
                      RunFailed, RunFinished, RunStarted)
 from lpc_engine.training.measure import model_metrics, latent_sample, robustness
@@ -100,10 +99,10 @@ def _record_failure(s: Session, exc: Exception, seconds: float) -> None:
     if s.store is None or isinstance(exc, StorageError):  # a folder that cannot be written stays as it is
         return
     epoch = int(s.rows[-1]["epoch"]) if s.rows else 0
-    error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    error = describe(exc)
     summary = {**make_summary(s.cfg, s.rows, "error", seconds, metrics=s.metrics, robustness=s.robustness),
                "error": error}
-    with suppress(OSError, StorageError):
+    with suppress(OSError):  # StorageError is one
         s.store.append(RunFailed(epoch=epoch, status="error", error=error, summary=summary).to_json())
         s.store.write_summary(summary)
 

@@ -233,13 +233,18 @@ class LogitsOnly(nn.Module):
         return self.model(x).logits
 
 
+def _assert_same_attack(got, want, rtol: float) -> None:
+    """The same ratios (to rtol), and the same iterations and labels exactly."""
+    torch.testing.assert_close(got.ratio, want.ratio, rtol=rtol, atol=0)
+    for name in ("iterations", "label", "adv_label"):
+        assert torch.equal(getattr(got, name), getattr(want, name)), name
+
+
 def test_a_plain_logits_module_gives_the_same_results(digits, mlp):
     x, y = digits.x_test[:40], digits.y_test[:40]
     plain = LogitsOnly(mlp).eval()
     ours, theirs = deepfool(mlp, x), deepfool(plain, x)
-    torch.testing.assert_close(theirs.ratio, ours.ratio, rtol=1e-6, atol=0)
-    for name in ("iterations", "label", "adv_label"):
-        assert torch.equal(getattr(theirs, name), getattr(ours, name)), name
+    _assert_same_attack(theirs, ours, rtol=1e-6)
     torch.testing.assert_close(deepfool_single(plain, x[3]).ratio, deepfool_single(mlp, x[3]).ratio,
                                rtol=1e-6, atol=0)
     assert lipschitz_estimate(plain, x, y) == pytest.approx(lipschitz_estimate(mlp, x, y), rel=1e-6)
@@ -267,9 +272,7 @@ def test_the_chain_through_a_narrow_latent_equals_the_generic_gradients(digits):
     res, single = deepfool(model, x), one_at_a_time(model, x)
     generic = deepfool(LogitsOnly(model), x)  # no latent: C - 1 passes
     for ref in (single, generic):
-        torch.testing.assert_close(res.ratio, ref.ratio, rtol=1e-10, atol=0)
-        for name in ("iterations", "label", "adv_label"):
-            assert torch.equal(getattr(res, name), getattr(ref, name)), name
+        _assert_same_attack(res, ref, rtol=1e-10)
     assert res.converged.all()
 
 
@@ -280,9 +283,7 @@ def test_channels_last_images_on_the_cnn_change_nothing():
     model = build_model("cnn", "linear", (3, 8, 8), 10, 16).eval()
     x = torch.randn(12, 3, 8, 8, generator=torch.Generator().manual_seed(5))
     res, plain = deepfool(model, x), deepfool(LogitsOnly(model), x)
-    torch.testing.assert_close(res.ratio, plain.ratio, rtol=1e-5, atol=0)
-    for name in ("iterations", "label", "adv_label"):
-        assert torch.equal(getattr(res, name), getattr(plain, name)), name
+    _assert_same_attack(res, plain, rtol=1e-5)
     assert res.perturbation.is_contiguous()
 
 
